@@ -33,6 +33,7 @@ func (s *state) replayRecord(r *record) error {
 		case evTransfer:
 			t, requested, reserved := decodeTransferEvent(b)
 			ts = t.Timestamp
+			s.floor = s.ts
 			if p, ok := s.pending[t.PendingID]; ok && t.Flags&(PostPending|VoidPending) != 0 && p.amount != reserved {
 				return bad(i, "resolution records pending amount %d, not %d", reserved, p.amount)
 			}

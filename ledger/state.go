@@ -25,6 +25,7 @@ type state struct {
 
 	ts        int64  // last timestamp assigned
 	now       int64  // the clock at the current request
+	floor     int64  // last timestamp committed for good: no later event is stamped at or before it
 	spendSeq  uint64 // last mandate spend sequence number issued
 	committed uint64 // events committed, for statistics
 
@@ -248,6 +249,9 @@ func (s *state) createTransfers(xs []Transfer, res []Result) {
 			return
 		}
 		s.undo = s.undo[:0]
+		// A chain that fails takes its timestamps back, so only the last
+		// timestamp before it is certain to stay in the past.
+		s.floor = s.ts
 		if i == j {
 			res[i] = s.transfer(&xs[i])
 			i++
@@ -329,7 +333,7 @@ func (s *state) transfer(t *Transfer) Result {
 	}
 	var spend uint64
 	if ms := s.mandate[di]; ms != nil {
-		if !ms.allows(ts, amt, ca.ID) {
+		if !ms.allows(ts, s.floor, amt, ca.ID) {
 			return MandateViolated
 		}
 		if ms.Budget > 0 {
@@ -626,7 +630,14 @@ func (ms *mandateState) set(m Mandate) {
 	}
 }
 
-func (ms *mandateState) allows(ts int64, amt uint64, to ID) bool {
+// allows reports whether the mandate lets the account pay amt to the
+// account to at ts. floor is a timestamp that no later event can precede:
+// spends that left the window by then are dropped for good, while spends
+// that only leave it by ts are merely not counted, because ts belongs to
+// an event that may still be rolled back, and the next one may be stamped
+// earlier. Dropping them at ts would let that one overspend, live and not
+// on replay.
+func (ms *mandateState) allows(ts, floor int64, amt uint64, to ID) bool {
 	if ms.expiresAt != 0 && ts >= ms.expiresAt {
 		return false
 	}
@@ -639,8 +650,15 @@ func (ms *mandateState) allows(ts int64, amt uint64, to ID) bool {
 		}
 	}
 	if ms.Budget != 0 {
-		ms.evict(ts)
-		if ms.sum+amt > ms.Budget || ms.sum+amt < amt {
+		ms.evict(floor)
+		sum := ms.sum
+		for _, e := range ms.spends[ms.head:] {
+			if e.ts > ts-int64(ms.Window) {
+				break
+			}
+			sum -= e.amount
+		}
+		if sum+amt > ms.Budget || sum+amt < amt {
 			return false
 		}
 	}

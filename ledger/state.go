@@ -331,6 +331,11 @@ func (s *state) transfer(t *Transfer) Result {
 	if s.replaying {
 		ts = t.Timestamp
 	}
+	if kind == Pending && t.Timeout > 0 && ts > maxCounter-int64(t.Timeout) {
+		// The expiry time would wrap to the past and expire the
+		// reservation at once.
+		return Overflow
+	}
 	var spend uint64
 	if ms := s.mandate[di]; ms != nil {
 		if !ms.allows(ts, s.floor, amt, ca.ID) {

@@ -237,6 +237,8 @@ const (
 	PendingExpired
 	ExceedsPendingAmount
 	MandateViolated
+	// Overflow: a counter would pass MaxInt64, or a pending transfer's
+	// expiry time would (its timestamp plus its Timeout).
 	Overflow
 	numResults
 )

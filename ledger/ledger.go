@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -330,6 +331,8 @@ func (l *Ledger) CreateTransfers(ctx context.Context, transfers []Transfer) ([]R
 // call it. It returns ErrNotFound for an unknown account and ErrInvalid for
 // a malformed mandate.
 func (l *Ledger) SetMandate(ctx context.Context, m Mandate) error {
+	// The ledger keeps the mandate; the caller keeps its slice.
+	m.Counterparties = slices.Clone(m.Counterparties)
 	if err := m.Validate(); err != nil {
 		return fmt.Errorf("%w: %v", ErrInvalid, err)
 	}

@@ -275,7 +275,7 @@ func eventSize(b []byte) int {
 // CorruptError names the first bad place in a journal.
 type CorruptError struct {
 	Offset int64  // file offset of the bad record
-	Seq    uint64 // the record's sequence number, if its header was readable
+	Seq    uint64 // the record's place in the chain, or the sequence number an authentic header out of place claims
 	Event  int    // index of the bad event in the record, or -1
 	Reason string
 }
@@ -323,26 +323,28 @@ func scanJournal(path string, fn func(r *record) error) (end int64, last header,
 		if rerr == io.EOF {
 			return off, last, nil
 		}
-		bad := func(reason string, h header) (int64, header, error) {
+		// bad names a record that is not whole and valid by its place in
+		// the chain: its header is as untrusted as the rest of it.
+		bad := func(reason string) (int64, header, error) {
 			if trailingRecord(f, off+1, seq+1) {
-				return off, last, &CorruptError{Offset: off, Seq: h.seq, Event: -1, Reason: reason}
+				return off, last, &CorruptError{Offset: off, Seq: seq + 1, Event: -1, Reason: reason}
 			}
 			return off, last, nil
 		}
 		if rerr != nil {
 			_ = n
-			return bad("truncated header", header{seq: seq + 1})
+			return bad("truncated header")
 		}
 		h, ok := decodeHeader(hdr)
 		if !ok {
-			return bad("bad header", header{seq: seq + 1})
+			return bad("bad header")
 		}
 		if cap(body) < int(h.bodyLen) {
 			body = make([]byte, h.bodyLen)
 		}
 		body = body[:h.bodyLen]
 		if _, rerr := io.ReadFull(br, body); rerr != nil {
-			return bad("truncated body", h)
+			return bad("truncated body")
 		}
 		rec := make([]byte, 0, headerSize)
 		rec = append(rec, hdr[:64]...)
@@ -352,7 +354,7 @@ func scanJournal(path string, fn func(r *record) error) (end int64, last header,
 		var sum [32]byte
 		d.Sum(sum[:0])
 		if sum != h.hash {
-			return bad("hash mismatch", h)
+			return bad("hash mismatch")
 		}
 		if h.seq != seq+1 {
 			return off, last, &CorruptError{Offset: off, Seq: h.seq, Event: -1, Reason: fmt.Sprintf("sequence %d follows %d", h.seq, seq)}

@@ -1047,6 +1047,27 @@ func TestMandates(t *testing.T) {
 		f.clock.Set(spent.Add(time.Hour))
 		wantResults(t, f.l, []ledger.Transfer{plain(15, alice, bob, 100)}, ledger.OK)
 	})
+	t.Run("WideningTheWindowBringsNoSpendBack", func(t *testing.T) {
+		// A spend that left the window before the mandate was replaced
+		// stays out of it, whether or not a failed transfer happened to
+		// look at the window in between: replay never sees those.
+		for _, probe := range []bool{true, false} {
+			f := newFixture(t, t.TempDir())
+			mustSetMandate(t, f.l, ledger.Mandate{AccountID: id(alice), Budget: 100, Window: time.Hour})
+			mustTransfer(t, f.l, plain(10, alice, bob, 100))
+			spent := time.Unix(0, mustLookupTransfer(t, f.l, 10).Timestamp)
+			f.clock.Set(spent.Add(2 * time.Hour))
+			mustTransfer(t, f.l, plain(20, treasury, carol, 1))
+			if probe {
+				wantResults(t, f.l, []ledger.Transfer{plain(11, alice, bob, 101)}, ledger.MandateViolated)
+			}
+			mustSetMandate(t, f.l, ledger.Mandate{AccountID: id(alice), Budget: 100, Window: 3 * time.Hour})
+			wantResults(t, f.l, []ledger.Transfer{plain(12, alice, bob, 100), plain(13, alice, bob, 1)},
+				ledger.OK, ledger.MandateViolated)
+			f.reopen(t)
+			wantResults(t, f.l, []ledger.Transfer{plain(14, alice, bob, 1)}, ledger.MandateViolated)
+		}
+	})
 	t.Run("ReplacingKeepsTheWindowsSpends", func(t *testing.T) {
 		f := newFixture(t, t.TempDir())
 		mustSetMandate(t, f.l, ledger.Mandate{AccountID: id(alice), Budget: 100, Window: time.Hour})

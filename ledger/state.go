@@ -577,7 +577,7 @@ func (s *state) replayExpire(e expiry) error {
 }
 
 // setMandate replaces the account's mandate; a mandate with no limits
-// removes it. The spending history of the window carries over.
+// removes it. The spends still inside the old window carry over.
 func (s *state) setMandate(m *Mandate, ts int64) Result {
 	i, ok := s.accounts[m.AccountID]
 	if !ok {
@@ -591,6 +591,13 @@ func (s *state) setMandate(m *Mandate, ts int64) Result {
 		if ms == nil {
 			ms = &mandateState{}
 			s.mandate[i] = ms
+		} else if ms.Budget > 0 {
+			// Spends that left the old window by now stay gone, however
+			// wide the new one. Which of them were already evicted
+			// depends on the transfers that checked the window, failed
+			// ones included, which replay never sees; cutting here makes
+			// the history the same live and on replay.
+			ms.evict(ts)
 		}
 		ms.set(*m)
 	}

@@ -167,6 +167,8 @@ type Mandate struct {
 	// Budget caps the debits within any rolling Window; 0 means no budget.
 	// A reservation counts at its full amount until it is resolved; a void
 	// or expiry gives its amount back, a partial post keeps what was posted.
+	// Replacing a mandate keeps the spends still inside the old window; they
+	// count against the new budget while they are inside the new window.
 	Budget uint64
 	Window time.Duration
 	// Counterparties, when not empty, are the only accounts the wallet may pay.

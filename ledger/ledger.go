@@ -175,9 +175,13 @@ func Open(dir string, opts Options) (*Ledger, error) {
 		if err := rf.Truncate(end); err != nil {
 			return fail(fmt.Errorf("truncate journal tail: %w", err))
 		}
-		if err := rf.Sync(); err != nil {
-			return fail(fmt.Errorf("sync journal: %w", err))
-		}
+	}
+	// The records just replayed may sit only in the page cache, written by
+	// a process that died before its fsync. Sync them before answering
+	// anything built on them: a lookup or an Exists answer writes no
+	// record, so no later fsync would come first.
+	if err := rf.Sync(); err != nil {
+		return fail(fmt.Errorf("sync journal: %w", err))
 	}
 	if err := syncDir(dir); err != nil {
 		return fail(err)

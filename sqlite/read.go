@@ -249,6 +249,9 @@ func (r *readTx) Intents(f market.IntentFilter) ([]market.Intent, error) {
 		append(w.args, limit(f.Limit))...)
 }
 
+// IntentsDue returns intents whose deadline is at or before now: bidding
+// closes at the bid deadline, not after it. n takes a Page's default and
+// cap.
 func (r *readTx) IntentsDue(now time.Time, n int) ([]market.Intent, error) {
 	return docs[market.Intent](r, "due intents",
 		`SELECT doc FROM intents WHERE due IS NOT NULL AND due <= ? ORDER BY due, seq LIMIT ?`, nanos(now), limit(n))
@@ -301,9 +304,12 @@ func (r *readTx) Contracts(f market.ContractFilter) ([]market.Contract, error) {
 		`SELECT c.doc FROM `+from+w.String()+` ORDER BY `+seq+` DESC LIMIT ?`, append(w.args, limit(f.Limit))...)
 }
 
+// ContractsDue returns contracts whose deadline is before now: a
+// delivery or a review at the deadline itself is still on time. n takes a
+// Page's default and cap.
 func (r *readTx) ContractsDue(now time.Time, n int) ([]market.Contract, error) {
 	return docs[market.Contract](r, "due contracts",
-		`SELECT doc FROM contracts WHERE due IS NOT NULL AND due <= ? ORDER BY due, seq LIMIT ?`, nanos(now), limit(n))
+		`SELECT doc FROM contracts WHERE due IS NOT NULL AND due < ? ORDER BY due, seq LIMIT ?`, nanos(now), limit(n))
 }
 
 func (r *readTx) OpenContracts(seller market.AgentID, intent string) (int, error) {

@@ -119,7 +119,7 @@ func (w *writeTx) PutIntent(i market.Intent) error {
 		doc = excluded.doc`,
 		i.ID, i.Buyer, nullString(i.RequestID), i.Intent, i.State, intentDue(i), nanos(i.CreatedAt), doc)
 	if isUnique(err) {
-		return market.Errorf(market.Exist, "request_id_exists",
+		return market.Errorf(market.Exist, "request_id_reused",
 			"buyer %s already has an intent with request_id %q", i.Buyer, i.RequestID)
 	}
 	return err
@@ -268,7 +268,7 @@ func (w *writeTx) PutArbiterRecord(r market.ArbiterRecord) error {
 
 // AppendEvent stores e with the next sequence number and indexes its
 // audience one agent per row, so that matching compares whole ids. Its
-// Seq field is ignored.
+// Seq field is ignored; At keeps its instant and reads back in UTC.
 func (w *writeTx) AppendEvent(e market.Event) (int64, error) {
 	audience, err := json.Marshal(e.Audience)
 	if err != nil {

@@ -283,6 +283,10 @@ func testContractsPaging(t *testing.T, s market.Store) {
 	})
 }
 
+// testContractsDue checks that a contract is due once its deadline has
+// passed, strictly: a delivery or review at the deadline itself is on
+// time. An intent, in contrast, is due when its deadline is reached,
+// because bidding closes at the bid deadline.
 func testContractsDue(t *testing.T, s market.Store) {
 	mk := func(id string, state market.ContractState, deliverBy, reviewBy int) market.Contract {
 		c := newContract(id, alice, bob, "TRANSLATE", state, at(0))
@@ -308,7 +312,8 @@ func testContractsDue(t *testing.T, s market.Store) {
 		want  []string
 	}{
 		{"NothingDueYet", at(99), 10, nil},
-		{"AwardedByDeliverBy", at(100), 10, []string{"awarded"}},
+		{"DeadlineReachedIsStillOnTime", at(100), 10, nil},
+		{"AwardedByDeliverBy", at(101), 10, []string{"awarded"}},
 		{"InReviewByReviewBy", at(160), 10, []string{"awarded", "in-review"}},
 		{"OldestDeadlineFirst", at(1000), 10, []string{"awarded", "in-review", "delivered", "awarded-late"}},
 		{"Limit", at(1000), 3, []string{"awarded", "in-review", "delivered"}},

@@ -436,7 +436,7 @@ func TestAttacks(t *testing.T) {
 		in, _ := m.openIntent(p, market.Acceptance{}, 2*market.Credit)
 		_ = in
 		in2 := must[market.Intent](t)(m.PostIntent(p.buyer.Ctx, market.IntentRequest{RequestID: "inj", Intent: sortIntent,
-			Parameters: json.RawMessage(`{"items":[2,1],"order":"asc","note":` + string(rawJSON(injection)) + `}`),
+			Parameters:  json.RawMessage(`{"items":[2,1],"order":"asc","note":` + string(rawJSON(injection)) + `}`),
 			Constraints: market.Constraints{MaxBudgetMicrocredits: 5 * market.Credit}}))
 		b := must[market.Bid](t)(m.PlaceBid(p.seller.Ctx, market.BidRequest{Intent: in2.ID, PriceMicrocredits: 2 * market.Credit, LatencyMs: 10_000, Note: injection}))
 		m.tick(3 * time.Second)

@@ -63,16 +63,35 @@ func (e *Engine) PlaceBid(ctx context.Context, r market.BidRequest) (market.Bid,
 		}
 		return in, o, nil
 	}
-	// Eligibility reads offers and reputation: check against a snapshot,
-	// then re-check cheaply inside the write.
-	if err := e.store.View(ctx, func(tx market.ReadTx) error { _, _, err := check(tx); return err }); err != nil {
+	// Eligibility reads offers, schemas and reputation: check it against a
+	// snapshot, then re-check only what a concurrent write could change
+	// (the intent's state, a duplicate bid) inside the write.
+	var o market.Offer
+	if err := e.store.View(ctx, func(tx market.ReadTx) error {
+		var err error
+		_, o, err = check(tx)
+		return err
+	}); err != nil {
 		return market.Bid{}, wrap(op, err)
 	}
 	id := e.newID("bid")
 	err = e.store.Update(ctx, func(tx market.Tx) error {
-		in, o, err := check(tx)
+		in, err := tx.Intent(r.Intent)
 		if err != nil {
 			return err
+		}
+		if in.State != market.IntentOpen || !now.Before(in.BidDeadline) {
+			return market.E(market.Conflict, market.Code("bidding_closed"),
+				fmt.Sprintf("intent %s is %s; bidding closed at %s", in.ID, in.State, in.BidDeadline.Format(time.RFC3339Nano)))
+		}
+		bids, err := tx.Bids(in.ID)
+		if err != nil {
+			return err
+		}
+		for _, b := range bids {
+			if b.Seller == seller.ID && b.State == market.BidActive {
+				return market.E(market.Exist, market.Code("already_bid"), fmt.Sprintf("the seller already has active bid %s on this intent", b.ID))
+			}
 		}
 		expires := in.AwardDeadline
 		if r.ValidForMs > 0 {

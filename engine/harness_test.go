@@ -38,7 +38,7 @@ func (c *clock) Advance(d time.Duration) {
 
 // testMarket is an engine on a real ledger journal and a real SQLite file.
 type testMarket struct {
-	t      *testing.T
+	t      testing.TB
 	dir    string
 	clock  *clock
 	key    market.PrivateKey
@@ -48,7 +48,7 @@ type testMarket struct {
 	*engine.Engine
 }
 
-func newMarket(t *testing.T, tweak ...func(*engine.Config)) *testMarket {
+func newMarket(t testing.TB, tweak ...func(*engine.Config)) *testMarket {
 	t.Helper()
 	key, err := market.NewPrivateKeyFromSeed(make([]byte, 32))
 	if err != nil {
@@ -168,7 +168,7 @@ func (m *testMarket) tick(d time.Duration) int {
 	return n
 }
 
-func must[T any](t *testing.T) func(v T, err error) T {
+func must[T any](t testing.TB) func(v T, err error) T {
 	return func(v T, err error) T {
 		t.Helper()
 		if err != nil {
@@ -179,7 +179,7 @@ func must[T any](t *testing.T) func(v T, err error) T {
 }
 
 // wantKind asserts that err is a market error of kind k (and code, if given).
-func wantKind(t *testing.T, err error, k market.Kind, code ...string) {
+func wantKind(t testing.TB, err error, k market.Kind, code ...string) {
 	t.Helper()
 	if err == nil {
 		t.Fatalf("got no error, want %s", k)

@@ -61,6 +61,7 @@ type Store struct {
 
 	wdb   *sql.DB   // the writer's database handle: one connection, synchronous=FULL
 	wconn *sql.Conn // the writer's connection, used only by the writer goroutine
+	stmts map[string]*sql.Stmt // statements prepared on wconn, by query
 	rdb   *sql.DB   // the readers' pool, for View
 
 	requests  chan *request // unbuffered: a request sent is a request the writer owns and will answer
@@ -172,6 +173,9 @@ func (s *Store) Close() error {
 
 func (s *Store) closeDBs() error {
 	var errs []error
+	for _, st := range s.stmts {
+		errs = append(errs, st.Close())
+	}
 	if s.wconn != nil {
 		errs = append(errs, s.wconn.Close())
 	}
@@ -242,7 +246,7 @@ type outcome struct {
 // savepoint, then commits once and answers every one of them.
 func (s *Store) commitBatch(first *request) {
 	start := time.Now()
-	tx, err := s.wconn.BeginTx(context.Background(), nil)
+	tx, err := s.begin()
 	if err != nil {
 		s.fail([]outcome{{req: first}}, fmt.Errorf("begin batch: %w", err))
 		return
@@ -271,6 +275,7 @@ func (s *Store) commitBatch(first *request) {
 		r = next
 	}
 	if err := tx.Commit(); err != nil {
+		tx.Rollback() // a failed COMMIT can leave the transaction open
 		s.fail(batch, fmt.Errorf("commit batch of %d updates: %w", len(batch), err))
 		return
 	}
@@ -310,7 +315,7 @@ func (s *Store) fail(batch []outcome, err error) {
 // error (its writes rolled back), the highest event sequence number fn
 // appended, and a fatal error when the transaction itself broke and the
 // whole batch must be abandoned.
-func (s *Store) apply(tx *sql.Tx, r *request) (fnErr error, seq int64, fatal error) {
+func (s *Store) apply(tx *batchTx, r *request) (fnErr error, seq int64, fatal error) {
 	if err := r.ctx.Err(); err != nil {
 		return err, 0, nil
 	}
@@ -397,4 +402,66 @@ func (s *Store) View(ctx context.Context, fn func(market.ReadTx) error) error {
 	r := &readTx{ctx: ctx, q: tx}
 	defer func() { r.q = doneTx{} }()
 	return fn(r)
+}
+
+// batchTx is the writer's transaction. It runs BEGIN and COMMIT as
+// statements on the writer's dedicated connection rather than through
+// database/sql's Tx, so that the statements it executes can be prepared
+// once per connection and reused by every batch: parsing SQL was a fifth
+// of the writer's time.
+type batchTx struct {
+	s *Store
+}
+
+func (s *Store) begin() (*batchTx, error) {
+	if _, err := s.wconn.ExecContext(context.Background(), "BEGIN IMMEDIATE"); err != nil {
+		return nil, err
+	}
+	return &batchTx{s: s}, nil
+}
+
+func (t *batchTx) Commit() error {
+	_, err := t.s.wconn.ExecContext(context.Background(), "COMMIT")
+	return err
+}
+
+func (t *batchTx) Rollback() error {
+	_, err := t.s.wconn.ExecContext(context.Background(), "ROLLBACK")
+	return err
+}
+
+// stmt returns the statement for query, prepared on the writer's
+// connection the first time it is seen.
+func (t *batchTx) stmt(ctx context.Context, query string) (*sql.Stmt, error) {
+	if st, ok := t.s.stmts[query]; ok {
+		return st, nil
+	}
+	st, err := t.s.wconn.PrepareContext(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	if t.s.stmts == nil {
+		t.s.stmts = make(map[string]*sql.Stmt)
+	}
+	t.s.stmts[query] = st
+	return st, nil
+}
+
+func (t *batchTx) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	if len(args) == 0 {
+		return t.s.wconn.ExecContext(ctx, query)
+	}
+	st, err := t.stmt(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	return st.ExecContext(ctx, args...)
+}
+
+func (t *batchTx) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	st, err := t.stmt(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	return st.QueryContext(ctx, args...)
 }

@@ -99,6 +99,9 @@ func (e *Engine) validateIntent(op string, r *market.IntentRequest) error {
 		if err := e.schemas.validate(ch.ParameterSchema(), r.Parameters, "parameters"); err != nil {
 			return wrap(op, err)
 		}
+		if err := ch.CheckParams(r.Parameters); err != nil {
+			return bad("invalid_parameters", "the %s checker cannot take these parameters: %s", a.Checker, truncateMsg(err.Error(), 200))
+		}
 	default:
 		return bad("invalid_acceptance", "acceptance.policy must be one of buyer_review, schema, digest, checker, arbiter")
 	}

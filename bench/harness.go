@@ -95,7 +95,7 @@ func DefaultConfig() Config {
 // harness end to end in seconds, and its figures mean little.
 func QuickConfig() Config {
 	c := DefaultConfig()
-	c.Wallets = 2_000
+	c.Wallets = 1_000
 	c.Duration = 150 * time.Millisecond
 	c.Transfers = 40_000
 	c.MinEscrowRound = 100
@@ -121,6 +121,12 @@ type Run struct {
 	CallP99     time.Duration `json:"call_p99_ns"`
 	TransferP50 time.Duration `json:"transfer_p50_ns"`
 	TransferP99 time.Duration `json:"transfer_p99_ns"`
+
+	// Fsyncs is how many journal fsyncs the ledger made during the run,
+	// and TransfersPerFsync how many transfers shared each: group commit
+	// at work. Zero for the baselines, which sync once per transaction.
+	Fsyncs            int64   `json:"fsyncs,omitempty"`
+	TransfersPerFsync float64 `json:"transfers_per_fsync,omitempty"`
 
 	Applied      int64 `json:"applied"`       // committed now
 	Exists       int64 `json:"exists"`        // resubmissions answered exists
@@ -348,6 +354,13 @@ func runOne(ctx context.Context, cfg Config, w Workload, sys System, m mode) (ru
 		return failed("create data dir: %v", err)
 	}
 	defer os.RemoveAll(dir)
+	label := fmt.Sprintf("%s %s %s", w, sys, m.name)
+	tracker := progress.Discard()
+	if cfg.Progress != nil {
+		tracker = progress.Start(cfg.Progress, progress.Options{Label: label, Unit: "transfers", Total: cfg.Transfers, Budget: cfg.Duration})
+	}
+	defer tracker.Finish()
+	tracker.Status(fmt.Sprintf("setting up %s funded wallets", progress.Count(int64(cfg.Wallets))))
 	clk := &clock{}
 	t, err := openTarget(ctx, cfg, sys, dir, m.callers, clk)
 	if err != nil {
@@ -363,15 +376,16 @@ func runOne(ctx context.Context, cfg Config, w Workload, sys System, m mode) (ru
 
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	label := fmt.Sprintf("%s %s %s", w, sys, m.name)
-	tracker := progress.Discard()
-	if cfg.Progress != nil {
-		tracker = progress.Start(cfg.Progress, progress.Options{Label: label, Unit: "transfers", Total: cfg.Transfers, Budget: cfg.Duration})
-	}
 	r := &runner{t: t, batch: m.batch, limit: cfg.Transfers, tracker: tracker, cancel: cancel}
 	for range m.callers {
 		r.workers = append(r.workers, &worker{ops: make([]Op, m.batch), out: make([]outcome, m.batch)})
 	}
+	sc, counts := t.(interface{ syncs() uint64 })
+	var syncs0 uint64
+	if counts {
+		syncs0 = sc.syncs()
+	}
+	tracker.Begin()
 	start := time.Now()
 	r.deadline = start.Add(cfg.Duration)
 	if w == Escrow {
@@ -404,6 +418,9 @@ func runOne(ctx context.Context, cfg Config, w Workload, sys System, m mode) (ru
 	}
 	elapsed := time.Since(start)
 	tracker.Finish()
+	if counts {
+		run.Fsyncs = int64(sc.syncs() - syncs0)
+	}
 
 	var call, transfer histogram
 	for _, st := range r.workers {
@@ -418,6 +435,9 @@ func runOne(ctx context.Context, cfg Config, w Workload, sys System, m mode) (ru
 	run.Seconds = elapsed.Seconds()
 	if run.Seconds > 0 {
 		run.TransfersPerSec = float64(run.Transfers) / run.Seconds
+	}
+	if run.Fsyncs > 0 {
+		run.TransfersPerFsync = float64(run.Transfers) / float64(run.Fsyncs)
 	}
 	run.CallP50, run.CallP99 = call.quantile(0.50), call.quantile(0.99)
 	run.TransferP50, run.TransferP99 = transfer.quantile(0.50), transfer.quantile(0.99)

@@ -224,6 +224,9 @@ func (t *ledgerTarget) check(ctx context.Context, acknowledged int64) error {
 	return nil
 }
 
+// syncs returns the journal fsyncs so far.
+func (t *ledgerTarget) syncs() uint64 { return t.l.Stats().Syncs }
+
 func (t *ledgerTarget) close() error {
 	err := t.l.Close()
 	if rmErr := os.RemoveAll(t.dir); err == nil {

@@ -94,7 +94,8 @@ func newReport(cfg Config) *Report {
 		Notes: []string{durabilityNote,
 			"A run stops at its time budget or transfer cap, whichever comes first; an escrow (W3) run finishes its round, " +
 				"and its time includes the expiry sweep that ends each round.",
-			"Per-transfer latency is a call's latency divided by the transfers in it.",
+			"Per-transfer latency is a call's latency divided by the transfers in it. \"per fsync\" is how many transfers " +
+				"shared one journal fsync (group commit); the baselines commit, and sync, once per transfer.",
 		},
 	}
 	for _, s := range []System{Ledger, NaiveSQLite, NaivePostgres} {
@@ -201,12 +202,16 @@ func (r *Report) WriteTable(w io.Writer) error {
 	b.WriteString("\n")
 	if len(r.Runs) > 0 {
 		tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', tabwriter.AlignRight)
-		fmt.Fprintln(tw, "workload\tsystem\tmode\ttransfers\tseconds\ttransfers/s\tcall p50\tcall p99\ttransfer p50\ttransfer p99\tcheck\t")
+		fmt.Fprintln(tw, "workload\tsystem\tmode\ttransfers\tseconds\ttransfers/s\tcall p50\tcall p99\ttransfer p50\ttransfer p99\tper fsync\tcheck\t")
 		for _, run := range r.Runs {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%.2f\t%s\t%s\t%s\t%s\t%s\t%s\t\n", run.Workload, run.System, run.Mode,
+			perSync := "1"
+			if run.Fsyncs > 0 {
+				perSync = progress.Count(int64(run.TransfersPerFsync + 0.5))
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%.2f\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", run.Workload, run.System, run.Mode,
 				progress.Count(run.Transfers), run.Seconds, progress.Count(int64(run.TransfersPerSec)),
 				formatLatency(run.CallP50), formatLatency(run.CallP99), formatLatency(run.TransferP50),
-				formatLatency(run.TransferP99), run.Check)
+				formatLatency(run.TransferP99), perSync, run.Check)
 		}
 		tw.Flush()
 		b.WriteString("\n")
@@ -221,15 +226,19 @@ func (r *Report) WriteTable(w io.Writer) error {
 		b.WriteString("\n")
 	}
 	if m := r.MemoryAfterLedger; m != nil {
-		fmt.Fprintf(&b, "memory after the A runs: peak RSS %s, RSS now %s (anon %s, file %s), Go heap %s\n\n",
-			formatBytes(m.PeakRSS), formatBytes(m.RSS), formatBytes(m.RSSAnon), formatBytes(m.RSSFile), formatBytes(int64(m.GoHeap)))
+		fmt.Fprintf(&b, "memory after the A runs: peak RSS %s, RSS now %s (anon %s, file %s), Go heap %s in use of %s held\n\n",
+			formatBytes(m.PeakRSS), formatBytes(m.RSS), formatBytes(m.RSSAnon), formatBytes(m.RSSFile),
+			formatBytes(int64(m.GoHeap)), formatBytes(int64(m.GoRetained)))
 	}
 	if m := r.MemoryRun; m != nil {
 		fmt.Fprintf(&b, "memory run: %s transfers through A in batches of %d (W1) in %.1fs, %s transfers/s; journal %s\n",
 			progress.Count(m.Transfers), m.Batch, m.Seconds, progress.Count(int64(m.TransfersPerSec)), formatBytes(m.JournalBytes))
-		fmt.Fprintf(&b, "  afterwards: peak RSS %s, RSS %s (anon %s, file %s), Go heap %s; limit %s; check %s\n\n",
+		fmt.Fprintf(&b, "  afterwards: peak RSS %s, RSS %s (anon %s, file %s), Go heap %s in use of %s held; limit %s; check %s\n",
 			formatBytes(m.After.PeakRSS), formatBytes(m.After.RSS), formatBytes(m.After.RSSAnon), formatBytes(m.After.RSSFile),
-			formatBytes(int64(m.After.GoHeap)), formatBytes(m.LimitBytes), m.Check)
+			formatBytes(int64(m.After.GoHeap)), formatBytes(int64(m.After.GoRetained)), formatBytes(m.LimitBytes), m.Check)
+		fmt.Fprintf(&b, "  after a GC that returns free pages to the OS: RSS %s (anon %s, file %s), Go heap %s in use of %s held\n\n",
+			formatBytes(m.Settled.RSS), formatBytes(m.Settled.RSSAnon), formatBytes(m.Settled.RSSFile),
+			formatBytes(int64(m.Settled.GoHeap)), formatBytes(int64(m.Settled.GoRetained)))
 	}
 	if len(r.Targets) > 0 {
 		b.WriteString("targets:\n")

@@ -59,12 +59,15 @@ type Tracker struct {
 	w     io.Writer
 	opts  Options
 	mode  Mode
-	start time.Time
+	start atomic.Int64 // unix nanoseconds when counting began
 	count atomic.Int64
-	stop  chan struct{}
-	done  chan struct{}
-	once  sync.Once
-	width int // characters of the last bar drawn, to blank it
+	// status, when set, is shown instead of the counts: what the task is
+	// doing before it starts counting.
+	status atomic.Pointer[string]
+	stop   chan struct{}
+	done   chan struct{}
+	once   sync.Once
+	wmu    sync.Mutex // serialises writes to w
 }
 
 // IsTerminal reports whether w is a terminal: an *os.File (or anything with
@@ -102,7 +105,8 @@ func Start(w io.Writer, opts Options) *Tracker {
 			opts.Interval = 100 * time.Millisecond
 		}
 	}
-	t := &Tracker{w: w, opts: opts, mode: mode, start: opts.Now(), stop: make(chan struct{}), done: make(chan struct{})}
+	t := &Tracker{w: w, opts: opts, mode: mode, stop: make(chan struct{}), done: make(chan struct{})}
+	t.start.Store(opts.Now().UnixNano())
 	if mode == Off {
 		close(t.done)
 		return t
@@ -115,6 +119,28 @@ func Start(w io.Writer, opts Options) *Tracker {
 // were given no writer.
 func Discard() *Tracker {
 	return Start(io.Discard, Options{Mode: Off})
+}
+
+// Status shows what the task is doing before it starts counting, such as
+// "setting up"; the display shows it until Begin.
+func (t *Tracker) Status(s string) {
+	t.status.Store(&s)
+	if t.mode == Lines {
+		t.print(t.opts.Label + ": " + s + "\n")
+	}
+}
+
+func (t *Tracker) print(s string) {
+	t.wmu.Lock()
+	defer t.wmu.Unlock()
+	io.WriteString(t.w, s)
+}
+
+// Begin clears the status and restarts the clock, so that rate and ETA
+// cover only the counted work.
+func (t *Tracker) Begin() {
+	t.start.Store(t.opts.Now().UnixNano())
+	t.status.Store(nil)
 }
 
 // Add counts n more units done.
@@ -134,10 +160,10 @@ func (t *Tracker) Finish() {
 		<-t.done
 		line := t.summary(t.opts.Now())
 		if t.mode == Bar {
-			fmt.Fprintf(t.w, "\r%s\x1b[K\n", line)
+			t.print("\r" + line + "\x1b[K\n")
 			return
 		}
-		fmt.Fprintln(t.w, line)
+		t.print(line + "\n")
 	})
 }
 
@@ -151,10 +177,15 @@ func (t *Tracker) loop() {
 			return
 		case <-tick.C:
 			now := t.opts.Now()
-			if t.mode == Bar {
-				fmt.Fprintf(t.w, "\r%s\x1b[K", t.bar(now))
-			} else {
-				fmt.Fprintln(t.w, t.line(now))
+			switch st := t.status.Load(); {
+			case st != nil && t.mode == Bar:
+				t.print("\r" + t.opts.Label + ": " + *st + "\x1b[K")
+			case st != nil:
+				// Lines mode printed the status once, when it was set.
+			case t.mode == Bar:
+				t.print("\r" + t.bar(now) + "\x1b[K")
+			default:
+				t.print(t.line(now) + "\n")
 			}
 		}
 	}
@@ -170,7 +201,7 @@ type state struct {
 }
 
 func (t *Tracker) state(now time.Time) state {
-	s := state{count: t.count.Load(), elapsed: now.Sub(t.start), fraction: -1, eta: -1}
+	s := state{count: t.count.Load(), elapsed: now.Sub(time.Unix(0, t.start.Load())), fraction: -1, eta: -1}
 	if secs := s.elapsed.Seconds(); secs > 0 {
 		s.rate = float64(s.count) / secs
 	}

@@ -120,3 +120,22 @@ func TestCount(t *testing.T) {
 		}
 	}
 }
+
+func TestStatusShowsUntilBeginAndRestartsTheClock(t *testing.T) {
+	var out syncBuffer
+	clock := &fakeClock{now: time.Unix(1000, 0)}
+	tr := progress.Start(&out, progress.Options{Label: "W3 B", Unit: "transfers", Interval: time.Millisecond, Now: clock.Now})
+	tr.Status("setting up")
+	clock.Advance(time.Minute) // Setup time must not count against the rate.
+	tr.Begin()
+	clock.Advance(2 * time.Second)
+	tr.Add(100)
+	tr.Finish()
+	got := out.String()
+	if !strings.HasPrefix(got, "W3 B: setting up\n") || strings.Count(got, "setting up") != 1 {
+		t.Errorf("the status should print once, first: %q", got)
+	}
+	if !strings.HasSuffix(got, "W3 B: done, 100 transfers in 2s, 50/s\n") {
+		t.Errorf("the summary should count from Begin: %q", got)
+	}
+}

@@ -25,7 +25,7 @@ func runBench(ctx context.Context, e *env, args []string) error {
 	quick := fs.Bool("quick", false, "run every system and workload for a moment: a smoke test, not a measurement")
 	duration := fs.Duration("duration", 0, "time budget per run (default 4s, or 150ms with --quick)")
 	transfers := fs.Int64("transfers", 0, "most transfers per run (default 2,000,000, or 40,000 with --quick)")
-	wallets := fs.Int("accounts", 0, "funded wallets the workloads spread over (default 100,000, or 2,000 with --quick)")
+	wallets := fs.Int("accounts", 0, "funded wallets the workloads spread over (default 100,000, or 1,000 with --quick)")
 	pg := fs.String("pg", e.envOr("AGENTMARKET_BENCH_POSTGRES", e.getenv("AGENTMARKET_TEST_POSTGRES")),
 		"PostgreSQL URL for system C (env AGENTMARKET_BENCH_POSTGRES, then AGENTMARKET_TEST_POSTGRES); empty skips C")
 	workloads := fs.String("workloads", "W1,W2,W3", "workloads to run, comma-separated")

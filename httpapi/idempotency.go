@@ -1,0 +1,196 @@
+package httpapi
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"sync"
+
+	"github.com/agentmarket/agentmarket/market"
+)
+
+// maxIdempotencyKeyBytes bounds an Idempotency-Key.
+const maxIdempotencyKeyBytes = 255
+
+// idempotent makes a POST or PUT safe to retry. Under the same caller and
+// Idempotency-Key, a request with the same method, target and body gets
+// the first response again, marked Idempotent-Replayed: true; one with a
+// different request gets 422; one that arrives while the first is still
+// running gets 409 with Retry-After. Responses of 5xx and 429 are never
+// stored, so a retry runs again.
+//
+// The key is required on every signed POST and PUT. Registration may be
+// unsigned; there it is honoured only when the request is signed, since
+// an anonymous key has no scope, and registration is idempotent anyway.
+func (s *server) idempotent(rt route, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		st := stateOf(r)
+		key := r.Header.Get("Idempotency-Key")
+		if !st.signed || (key == "" && rt.access == enrolling) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		if key == "" {
+			writeError(w, r, s.log, problem(market.Invalid, "idempotency_key_required",
+				fmt.Sprintf("%s %s needs an Idempotency-Key header: a unique value per logical request, reused on retries", rt.method, rt.path)))
+			return
+		}
+		if !validIdempotencyKey(key) {
+			writeError(w, r, s.log, problem(market.Invalid, "invalid_idempotency_key",
+				fmt.Sprintf("an Idempotency-Key is 1 to %d visible ASCII characters", maxIdempotencyKeyBytes)))
+			return
+		}
+		scoped := "http/" + st.caller + "/" + key
+		hash := requestHash(r, st.body)
+
+		if !s.inflight.add(scoped) {
+			writeError(w, r, s.log, withRetryAfter(problem(market.Conflict, "request_in_flight",
+				"a request with this Idempotency-Key is still being processed; retry after it finishes"), http.StatusConflict, 1))
+			return
+		}
+		defer s.inflight.remove(scoped)
+
+		var rec market.IdempotencyRecord
+		err := s.store.View(r.Context(), func(tx market.ReadTx) error {
+			var err error
+			rec, err = tx.Idempotency(scoped)
+			return err
+		})
+		switch {
+		case err == nil && rec.RequestHash == hash:
+			replay(w, rec)
+			return
+		case err == nil:
+			writeError(w, r, s.log, &statusError{status: http.StatusUnprocessableEntity, err: problem(market.Invalid, "idempotency_key_reused",
+				"this Idempotency-Key was used for a different request; use a new key for a new request")})
+			return
+		case !market.Is(err, market.NotExist):
+			writeError(w, r, s.log, fmt.Errorf("read idempotency record: %w", err))
+			return
+		}
+
+		rw := &recorder{header: http.Header{}, status: http.StatusOK}
+		next.ServeHTTP(rw, r)
+		if rw.status < 500 && rw.status != http.StatusTooManyRequests {
+			if err := s.storeResponse(r.Context(), scoped, hash, rw); err != nil {
+				// The work is done; only its replay is lost. Say so in the
+				// log and still answer.
+				s.log.Error("httpapi: store idempotency record", "key", scoped, "err", err)
+			}
+		}
+		rw.writeTo(w)
+	})
+}
+
+// storeResponse saves a response under its key, unless another node
+// saved one first.
+func (s *server) storeResponse(ctx context.Context, key, hash string, rw *recorder) error {
+	header, err := json.Marshal(map[string]string{"Content-Type": rw.header.Get("Content-Type")})
+	if err != nil {
+		return err
+	}
+	return s.store.Update(context.WithoutCancel(ctx), func(tx market.Tx) error {
+		if _, err := tx.Idempotency(key); err == nil {
+			return nil
+		} else if !market.Is(err, market.NotExist) {
+			return err
+		}
+		return tx.PutIdempotency(market.IdempotencyRecord{Key: key, RequestHash: hash, Status: rw.status,
+			Header: header, Body: rw.body.Bytes(), CreatedAt: s.now()})
+	})
+}
+
+// replay writes a stored response.
+func replay(w http.ResponseWriter, rec market.IdempotencyRecord) {
+	var h map[string]string
+	if json.Unmarshal(rec.Header, &h) == nil {
+		for k, v := range h {
+			if v != "" {
+				w.Header().Set(k, v)
+			}
+		}
+	}
+	w.Header().Set("Idempotent-Replayed", "true")
+	w.WriteHeader(rec.Status)
+	w.Write(rec.Body)
+}
+
+// requestHash identifies a request for its idempotency key: method,
+// target and body.
+func requestHash(r *http.Request, body []byte) string {
+	h := sha256.New()
+	fmt.Fprintf(h, "%s %s\n", r.Method, r.URL.RequestURI())
+	h.Write(body)
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+func validIdempotencyKey(k string) bool {
+	if len(k) == 0 || len(k) > maxIdempotencyKeyBytes {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		if k[i] < '!' || k[i] > '~' {
+			return false
+		}
+	}
+	return true
+}
+
+// inflight is the set of idempotency keys whose request is running on
+// this node. Another node learns of a key only once its response is
+// stored.
+type inflight struct {
+	mu   sync.Mutex
+	keys map[string]struct{}
+}
+
+func newInflight() *inflight { return &inflight{keys: make(map[string]struct{})} }
+
+func (f *inflight) add(k string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if _, ok := f.keys[k]; ok {
+		return false
+	}
+	f.keys[k] = struct{}{}
+	return true
+}
+
+func (f *inflight) remove(k string) {
+	f.mu.Lock()
+	delete(f.keys, k)
+	f.mu.Unlock()
+}
+
+// recorder buffers a response so that it can be stored before it is sent.
+type recorder struct {
+	header http.Header
+	status int
+	wrote  bool
+	body   bytes.Buffer
+}
+
+func (rw *recorder) Header() http.Header { return rw.header }
+
+func (rw *recorder) WriteHeader(status int) {
+	if !rw.wrote {
+		rw.status, rw.wrote = status, true
+	}
+}
+
+func (rw *recorder) Write(b []byte) (int, error) {
+	rw.wrote = true
+	return rw.body.Write(b)
+}
+
+func (rw *recorder) writeTo(w http.ResponseWriter) {
+	for k, v := range rw.header {
+		w.Header()[k] = v
+	}
+	w.WriteHeader(rw.status)
+	w.Write(rw.body.Bytes())
+}

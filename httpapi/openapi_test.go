@@ -1,0 +1,197 @@
+package httpapi_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/santhosh-tekuri/jsonschema/v6"
+
+	"github.com/agentmarket/agentmarket/httpapi"
+	"github.com/agentmarket/agentmarket/httpapi/httpapitest"
+	"github.com/agentmarket/agentmarket/market"
+)
+
+func getJSON(t *testing.T, url string, v any) {
+	t.Helper()
+	r := send(t, rawRequest(t, "GET", url, nil, signing{}))
+	if r.status != http.StatusOK {
+		t.Fatalf("GET %s: %d %s", url, r.status, r.body)
+	}
+	if err := json.Unmarshal(r.body, v); err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+}
+
+// TestOpenAPIMatchesTheRoutes checks that the OpenAPI document describes
+// exactly the routes routes.go declares, and that the mux really serves
+// each path and method the document names.
+func TestOpenAPIMatchesTheRoutes(t *testing.T) {
+	m := httpapitest.New(t, httpapitest.Options{})
+	var doc struct {
+		OpenAPI    string                               `json:"openapi"`
+		Paths      map[string]map[string]map[string]any `json:"paths"`
+		Components struct {
+			Schemas map[string]any `json:"schemas"`
+		} `json:"components"`
+	}
+	getJSON(t, m.URL+"/v1/openapi.json", &doc)
+	if doc.OpenAPI != "3.1.0" {
+		t.Fatalf("openapi %q, want 3.1.0", doc.OpenAPI)
+	}
+	var documented []string
+	for path, ops := range doc.Paths {
+		for method := range ops {
+			documented = append(documented, strings.ToUpper(method)+" "+path)
+		}
+	}
+	declared := httpapi.RoutePatterns()
+	slices.Sort(documented)
+	slices.Sort(declared)
+	if diff := cmp.Diff(declared, documented); diff != "" {
+		t.Fatalf("routes.go (-) and openapi.json (+) differ:\n%s", diff)
+	}
+
+	for _, pattern := range documented {
+		method, path, _ := strings.Cut(pattern, " ")
+		url := strings.NewReplacer("{seq}", "1", "{id}", "x", "{intent}", "SORT_LIST", "{name}", "problem.v1.json").Replace(path)
+		r := send(t, rawRequest(t, method, m.URL+url, nil, signing{idem: "-"}))
+		if r.problem.Code == "route_not_found" || r.problem.Code == "method_not_allowed" {
+			t.Errorf("%s is documented, but %s %s answers %d %s", pattern, method, url, r.status, r.problem.Code)
+		}
+	}
+
+	// Every reference resolves.
+	var refs func(v any)
+	refs = func(v any) {
+		switch x := v.(type) {
+		case map[string]any:
+			for k, e := range x {
+				if s, ok := e.(string); ok && k == "$ref" {
+					name := strings.TrimPrefix(s, "#/components/schemas/")
+					if _, ok := doc.Components.Schemas[name]; !ok {
+						t.Errorf("dangling $ref %s", s)
+					}
+				}
+				refs(e)
+			}
+		case []any:
+			for _, e := range x {
+				refs(e)
+			}
+		}
+	}
+	var raw any
+	getJSON(t, m.URL+"/v1/openapi.json", &raw)
+	refs(raw)
+}
+
+// compileSchema fetches a served schema and compiles it.
+func compileSchema(t *testing.T, base, name string) *jsonschema.Schema {
+	t.Helper()
+	r := send(t, rawRequest(t, "GET", base+"/v1/schemas/"+name, nil, signing{}))
+	if r.status != http.StatusOK {
+		t.Fatalf("schema %s: %d %s", name, r.status, r.body)
+	}
+	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(r.body))
+	if err != nil {
+		t.Fatalf("schema %s: %v", name, err)
+	}
+	c := jsonschema.NewCompiler()
+	url := "https://agentmarket.test/v1/schemas/" + name
+	if err := c.AddResource(url, doc); err != nil {
+		t.Fatalf("schema %s: %v", name, err)
+	}
+	s, err := c.Compile(url)
+	if err != nil {
+		t.Fatalf("schema %s does not compile: %v", name, err)
+	}
+	return s
+}
+
+func validates(t *testing.T, s *jsonschema.Schema, doc string) error {
+	t.Helper()
+	inst, err := jsonschema.UnmarshalJSON(strings.NewReader(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s.Validate(inst)
+}
+
+func TestSchemas(t *testing.T) {
+	m := httpapitest.New(t, httpapitest.Options{})
+	var index []struct{ Name, URL string }
+	getJSON(t, m.URL+"/v1/schemas", &index)
+	for _, e := range index {
+		compileSchema(t, m.URL, e.Name)
+	}
+	if len(index) < 20 {
+		t.Fatalf("only %d schemas", len(index))
+	}
+
+	t.Run("TheDesignsIntentValidates", func(t *testing.T) {
+		s := compileSchema(t, m.URL, "intent-request.v1.json")
+		seed := `{"request_id":"req_98765_alpha","intent":"TRANSLATE_AND_FORMAT_DOCUMENT",
+ "parameters":{"source_lang":"en","target_lang":"ja","format":"markdown","word_count":5000},
+ "constraints":{"max_latency_ms":2500,"max_budget_microcredits":50,"minimum_reputation_score":0.95}}`
+		if err := validates(t, s, seed); err != nil {
+			t.Fatalf("the seed's intent: %v", err)
+		}
+		for name, bad := range map[string]string{
+			"NegativeBudget": strings.Replace(seed, `"max_budget_microcredits":50`, `"max_budget_microcredits":-50`, 1),
+			"UnknownField":   strings.Replace(seed, `"request_id"`, `"pay_to":"x","request_id"`, 1),
+			"NoConstraints":  `{"request_id":"r","intent":"X","parameters":{}}`,
+		} {
+			if validates(t, s, bad) == nil {
+				t.Errorf("%s validated", name)
+			}
+		}
+	})
+
+	t.Run("RealMessagesValidate", func(t *testing.T) {
+		key, _ := market.GenerateKey(nil)
+		reg := market.SignRegistration(market.Registration{Name: "a", Roles: []market.Role{market.RoleSeller}}, key, time.Now())
+		regJSON := string(jsonBody(t, reg))
+		if err := validates(t, compileSchema(t, m.URL, "registration-input.v1.json"), regJSON); err != nil {
+			t.Fatalf("a registration: %v", err)
+		}
+		r := send(t, rawRequest(t, "POST", m.URL+"/v1/agents", []byte(regJSON), signing{}))
+		if err := validates(t, compileSchema(t, m.URL, "agent.v1.json"), string(r.body)); err != nil {
+			t.Fatalf("an agent %s: %v", r.body, err)
+		}
+		bad := send(t, rawRequest(t, "POST", m.URL+"/v1/agents", []byte(`{`), signing{}))
+		if err := validates(t, compileSchema(t, m.URL, "problem.v1.json"), string(bad.body)); err != nil {
+			t.Fatalf("a problem %s: %v", bad.body, err)
+		}
+	})
+}
+
+func TestAgentCard(t *testing.T) {
+	m := httpapitest.New(t, httpapitest.Options{})
+	var card struct {
+		Name   string `json:"name"`
+		URL    string `json:"url"`
+		Skills []struct {
+			ID string `json:"id"`
+		} `json:"skills"`
+		SecuritySchemes map[string]any `json:"securitySchemes"`
+	}
+	getJSON(t, m.URL+"/.well-known/agent-card.json", &card)
+	if card.Name != "agentmarket" || card.URL != m.URL+"/v1" || card.SecuritySchemes["httpSignature"] == nil {
+		t.Fatalf("card %+v", card)
+	}
+	var ids []string
+	for _, s := range card.Skills {
+		ids = append(ids, s.ID)
+	}
+	for _, want := range []string{"register", "post_intent", "place_bid", "award", "deliver", "accept", "dispute", "submit_review", "events"} {
+		if !slices.Contains(ids, want) {
+			t.Errorf("the card lacks skill %s; it has %v", want, ids)
+		}
+	}
+}

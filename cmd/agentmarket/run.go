@@ -43,6 +43,7 @@ func commands() map[string]command {
 	return map[string]command{
 		"ledger": {"ledger tools: verify", runLedger},
 		"bench":  {"benchmarks against naive baselines: ledger", runBench},
+		"serve":  {"the marketplace: HTTP API, event stream, agent card", runServe},
 	}
 }
 

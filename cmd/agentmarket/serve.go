@@ -1,0 +1,183 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/agentmarket/agentmarket/httpapi"
+	"github.com/agentmarket/agentmarket/market"
+)
+
+// shutdownGrace bounds how long serve waits for requests in flight once
+// it is told to stop.
+const shutdownGrace = 30 * time.Second
+
+func runServe(ctx context.Context, e *env, args []string) error {
+	fs := e.flags("serve")
+	addr := fs.String("addr", e.envOr("AGENTMARKET_ADDR", "127.0.0.1:8080"), "address to listen on (env AGENTMARKET_ADDR)")
+	data := fs.String("data", e.envOr("AGENTMARKET_DATA", "./agentmarket-data"), "data directory (env AGENTMARKET_DATA)")
+	db := fs.String("db", e.getenv("AGENTMARKET_DB"), "PostgreSQL URL of the market's store (env AGENTMARKET_DB); not built yet: leave empty")
+	opKeyPath := fs.String("operator-key", e.getenv("AGENTMARKET_OPERATOR_KEY"),
+		"file holding the operator's private key (env AGENTMARKET_OPERATOR_KEY); default DATA/operator.key, created if absent")
+	logLevel := fs.String("log-level", e.envOr("AGENTMARKET_LOG_LEVEL", "info"), "debug, info, warn or error (env AGENTMARKET_LOG_LEVEL)")
+	rateLimit := fs.String("rate-limit", e.envOr("AGENTMARKET_RATE_LIMIT", "200"), "each agent's sustained requests per second (env AGENTMARKET_RATE_LIMIT)")
+	publicURL := fs.String("public-url", e.getenv("AGENTMARKET_PUBLIC_URL"), "the API's public base URL, for the agent card (env AGENTMARKET_PUBLIC_URL); default the request's host")
+	maxBody := fs.Int64("max-body", 1<<20, "the largest request body, in bytes")
+	tick := fs.Duration("tick", 200*time.Millisecond, "how often the market's deadlines run")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("serve takes no arguments, got %q", fs.Args())
+	}
+	if *db != "" {
+		return errors.New("serve --db: postgres backend not built yet; leave --db and AGENTMARKET_DB empty to use the embedded store in --data")
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		return fmt.Errorf("serve --log-level %q: want debug, info, warn or error", *logLevel)
+	}
+	rps, err := strconv.ParseFloat(*rateLimit, 64)
+	if err != nil || rps <= 0 {
+		return fmt.Errorf("serve --rate-limit %q: want a positive number of requests per second", *rateLimit)
+	}
+	if *tick <= 0 {
+		return fmt.Errorf("serve --tick %s: want a positive duration", *tick)
+	}
+	log := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: level}))
+
+	st, err := openStack(ctx, *data, stackOptions{Logger: log})
+	if err != nil {
+		return fmt.Errorf("open market in %s: %w", *data, err)
+	}
+	// The store and the ledger close last, after the server and the
+	// deadlines have stopped using them: closing the ledger makes it
+	// durable.
+	defer func() {
+		if err := st.Close(); err != nil {
+			log.Error("serve: close market", "err", err)
+		}
+	}()
+
+	opKey, opPath, created, err := operatorKey(*opKeyPath, *data)
+	if err != nil {
+		return err
+	}
+	if created {
+		fmt.Fprintf(e.stdout, "agentmarket: generated the operator key in %s (%s)\n", opPath, opKey.Public().DID())
+	} else {
+		fmt.Fprintf(e.stdout, "agentmarket: operator key %s (%s)\n", opPath, opKey.Public().DID())
+	}
+
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", *addr, err)
+	}
+	closing := make(chan struct{})
+	srv := &http.Server{
+		Handler: httpapi.NewServer(httpapi.Config{
+			Service:      st.Engine,
+			Store:        st.Store,
+			Operator:     opKey.Public(),
+			Logger:       log,
+			MaxBodyBytes: *maxBody,
+			RateLimit:    rate.Limit(rps),
+			PublicURL:    *publicURL,
+			Closing:      closing,
+		}),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		// Event streams and long polls extend their own write deadlines.
+		WriteTimeout:   60 * time.Second,
+		IdleTimeout:    120 * time.Second,
+		MaxHeaderBytes: 64 << 10,
+		ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	srv.RegisterOnShutdown(func() { close(closing) })
+
+	tickCtx, stopTicks := context.WithCancel(context.WithoutCancel(ctx))
+	var ticks sync.WaitGroup
+	ticks.Add(1)
+	go func() {
+		defer ticks.Done()
+		runDeadlines(tickCtx, st, *tick, log)
+	}()
+	defer func() {
+		stopTicks()
+		ticks.Wait()
+	}()
+
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	fmt.Fprintf(e.stdout, "agentmarket: listening on http://%s\n", ln.Addr())
+	log.Info("serve: listening", "addr", ln.Addr().String(), "data", *data)
+
+	select {
+	case err := <-served:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info("serve: shutting down")
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownGrace)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		srv.Close()
+		return fmt.Errorf("serve: requests still running after %s: %w", shutdownGrace, err)
+	}
+	if err := <-served; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("serve: %w", err)
+	}
+	return nil
+}
+
+// runDeadlines runs the engine's deadlines every interval until ctx ends.
+// The ledger expires its own pending transfers on its timer.
+func runDeadlines(ctx context.Context, st *stack, every time.Duration, log *slog.Logger) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if _, err := st.Engine.Tick(ctx); err != nil && ctx.Err() == nil {
+				log.Error("serve: deadlines", "err", err)
+			}
+		}
+	}
+}
+
+// operatorKey reads the operator's key from path; with no path, from
+// DATA/operator.key, which it creates on first start. It reports the path
+// and whether it created the key.
+func operatorKey(path, data string) (market.PrivateKey, string, bool, error) {
+	if path != "" {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return market.PrivateKey{}, path, false, fmt.Errorf("read operator key: %w", err)
+		}
+		var k market.PrivateKey
+		if err := k.UnmarshalText(b); err != nil {
+			return k, path, false, fmt.Errorf("operator key %s: %w", path, err)
+		}
+		return k, path, false, nil
+	}
+	path = filepath.Join(data, "operator.key")
+	_, statErr := os.Stat(path)
+	k, err := loadOrCreateKey(path)
+	if err != nil {
+		return k, path, false, fmt.Errorf("operator key: %w", err)
+	}
+	return k, path, errors.Is(statErr, os.ErrNotExist), nil
+}

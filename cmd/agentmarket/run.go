@@ -44,6 +44,7 @@ func commands() map[string]command {
 		"ledger": {"ledger tools: verify", runLedger},
 		"bench":  {"benchmarks against naive baselines: ledger", runBench},
 		"serve":  {"the marketplace: HTTP API, event stream, agent card", runServe},
+		"sim":    {"run a seeded simulation of an agent economy and write a report", runSim},
 	}
 }
 

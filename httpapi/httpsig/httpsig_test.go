@@ -246,3 +246,35 @@ func TestParseRejects(t *testing.T) {
 		})
 	}
 }
+
+// TestAPIDocWorkedExample reproduces the signing example of docs/api.md,
+// so that the document and the code cannot drift apart.
+func TestAPIDocWorkedExample(t *testing.T) {
+	seed := make([]byte, 32)
+	for i := range seed {
+		seed[i] = byte(i)
+	}
+	priv := ed25519.NewKeyFromSeed(seed)
+	const did = "did:key:z6MkehRgf7yJbgaGfYsdoAsKdBPE3dj2CYhowQdcjqSJgvVd"
+	body := []byte(`{"price_microcredits":2000000,"latency_ms":30000}`)
+	r, err := http.NewRequest("POST", "http://127.0.0.1:8080/v1/intents/int_5f1c0a9e3b7d42e8a601/bids", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Header.Set("Content-Digest", httpsig.ContentDigest(body))
+	p := httpsig.Params{Components: []string{"@method", "@authority", "@path", "content-digest"},
+		Created: time.Unix(1798761600, 0), Nonce: "q3vX1m0Lw8Yk2rTz5cQh", KeyID: did, Alg: "ed25519"}
+	if err := httpsig.Sign(r, "sig1", p, priv); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{
+		"Content-Digest":  "sha-256=:eMHVG5obUwY7mMYP3AfSW8bmEYjV+oAWcgfpha6b/Tk=:",
+		"Signature-Input": `sig1=("@method" "@authority" "@path" "content-digest");created=1798761600;nonce="q3vX1m0Lw8Yk2rTz5cQh";alg="ed25519";keyid="` + did + `"`,
+		"Signature":       "sig1=:fV8VH/dbdMPD1DdrMhVfX3+6eWuVciAgpUtoz4kzHcYeiYJIt2VY+P84RiZozzCyXRru9llWGrNhZAdmJo65Dw==:",
+	}
+	for k, v := range want {
+		if got := r.Header.Get(k); got != v {
+			t.Errorf("%s: %s\nwant %s", k, got, v)
+		}
+	}
+}

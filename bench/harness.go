@@ -334,6 +334,58 @@ func (r *runner) phase(ctx context.Context, ops []Op) {
 	wg.Wait()
 }
 
+// escrow drives the escrow workload in rounds until the budget is spent:
+// each round's reservations, then their resolutions and resubmissions,
+// then the clock moves past the timeouts and the system expires what is
+// left open.
+func (r *runner) escrow(ctx context.Context, gen *escrowGen, n int, clk *clock, run *Run) {
+	for submitted := int64(0); ctx.Err() == nil; {
+		rd := gen.round(n)
+		r.phase(ctx, rd.reserve)
+		r.phase(ctx, rd.resolve)
+		if ctx.Err() != nil {
+			return
+		}
+		clk.advance(2 * escrowTimeout)
+		expired, err := r.t.expireDue(ctx)
+		if err != nil {
+			r.fail(err)
+			return
+		}
+		run.Expired += int64(expired)
+		run.ExpiresDue += int64(rd.toExpire)
+		run.Resubmitted += int64(rd.dups)
+		run.ExpirySweeps++
+		submitted += int64(len(rd.reserve) + len(rd.resolve))
+		if submitted >= r.limit || !time.Now().Before(r.deadline) {
+			return
+		}
+	}
+}
+
+// tally adds up the callers' counts and latencies into run.
+func (r *runner) tally(run *Run, elapsed time.Duration) {
+	var call, transfer histogram
+	for _, st := range r.workers {
+		run.Calls += st.calls
+		run.Transfers += st.transfers
+		run.Applied += st.applied
+		run.Exists += st.exists
+		run.Rejected += st.refused
+		call.merge(&st.call)
+		transfer.merge(&st.transfer)
+	}
+	run.Seconds = elapsed.Seconds()
+	if run.Seconds > 0 {
+		run.TransfersPerSec = float64(run.Transfers) / run.Seconds
+	}
+	if run.Fsyncs > 0 {
+		run.TransfersPerFsync = float64(run.Transfers) / float64(run.Fsyncs)
+	}
+	run.CallP50, run.CallP99 = call.quantile(0.50), call.quantile(0.99)
+	run.TransferP50, run.TransferP99 = transfer.quantile(0.50), transfer.quantile(0.99)
+}
+
 // escrowRound is how many reservations an escrow round makes: enough to
 // keep every caller busy through a phase, few enough to end near the budget.
 func escrowRound(cfg Config, m mode) int {
@@ -341,6 +393,9 @@ func escrowRound(cfg Config, m mode) int {
 	return int(min(int64(n), max(cfg.Transfers/2, 100)))
 }
 
+// runOne sets up a fresh target, drives one workload through it within
+// the budget, and checks the outcome: every resubmission answered exists,
+// every reservation left open expired, and the target conserved money.
 func runOne(ctx context.Context, cfg Config, w Workload, sys System, m mode) (run Run) {
 	run = Run{Workload: w, System: sys, Mode: m.name, Batch: m.batch, Callers: m.callers}
 	failed := func(format string, args ...any) Run {
@@ -389,30 +444,7 @@ func runOne(ctx context.Context, cfg Config, w Workload, sys System, m mode) (ru
 	start := time.Now()
 	r.deadline = start.Add(cfg.Duration)
 	if w == Escrow {
-		gen := newEscrowGen(cfg.Wallets, cfg.Seed)
-		n := escrowRound(cfg, m)
-		for submitted := int64(0); runCtx.Err() == nil; {
-			rd := gen.round(n)
-			r.phase(runCtx, rd.reserve)
-			r.phase(runCtx, rd.resolve)
-			if runCtx.Err() != nil {
-				break
-			}
-			clk.advance(2 * escrowTimeout)
-			expired, err := t.expireDue(runCtx)
-			if err != nil {
-				r.fail(err)
-				break
-			}
-			run.Expired += int64(expired)
-			run.ExpiresDue += int64(rd.toExpire)
-			run.Resubmitted += int64(rd.dups)
-			run.ExpirySweeps++
-			submitted += int64(len(rd.reserve) + len(rd.resolve))
-			if submitted >= cfg.Transfers || !time.Now().Before(r.deadline) {
-				break
-			}
-		}
+		r.escrow(runCtx, newEscrowGen(cfg.Wallets, cfg.Seed), escrowRound(cfg, m), clk, &run)
 	} else {
 		r.stream(runCtx, w, cfg.Wallets, cfg.Seed)
 	}
@@ -422,25 +454,7 @@ func runOne(ctx context.Context, cfg Config, w Workload, sys System, m mode) (ru
 		run.Fsyncs = int64(sc.syncs() - syncs0)
 	}
 
-	var call, transfer histogram
-	for _, st := range r.workers {
-		run.Calls += st.calls
-		run.Transfers += st.transfers
-		run.Applied += st.applied
-		run.Exists += st.exists
-		run.Rejected += st.refused
-		call.merge(&st.call)
-		transfer.merge(&st.transfer)
-	}
-	run.Seconds = elapsed.Seconds()
-	if run.Seconds > 0 {
-		run.TransfersPerSec = float64(run.Transfers) / run.Seconds
-	}
-	if run.Fsyncs > 0 {
-		run.TransfersPerFsync = float64(run.Transfers) / float64(run.Fsyncs)
-	}
-	run.CallP50, run.CallP99 = call.quantile(0.50), call.quantile(0.99)
-	run.TransferP50, run.TransferP99 = transfer.quantile(0.50), transfer.quantile(0.99)
+	r.tally(&run, elapsed)
 
 	if r.err != nil {
 		run.Error = r.err.Error()

@@ -386,6 +386,7 @@ type bidSeen struct {
 	LatencyMs         int64      `json:"latency_ms"`
 	State             string     `json:"state"`
 	Note              *untrusted `json:"note,omitempty"`
+	SellerReply       *untrusted `json:"seller_reply_to_your_counter,omitempty"`
 }
 
 // Select asks the model which bid to award or counter.
@@ -397,8 +398,12 @@ func (p *LLM) Select(ctx context.Context, in SelectInput) (Decision, error) {
 		AlreadyCountered       []string   `json:"already_countered,omitempty"`
 	}{YourIntent: seeIntent(in.Intent, true), PriceIndexMicrocredits: in.PriceIndexMicrocredits, AlreadyCountered: in.Countered}
 	for _, b := range in.Bids {
-		sit.Bids = append(sit.Bids, bidSeen{ID: b.ID, Seller: string(b.Seller), PriceMicrocredits: b.PriceMicrocredits,
-			LatencyMs: b.LatencyMs, State: string(b.State), Note: quoteText(b.Seller, b.Note)})
+		bs := bidSeen{ID: b.ID, Seller: string(b.Seller), PriceMicrocredits: b.PriceMicrocredits,
+			LatencyMs: b.LatencyMs, State: string(b.State), Note: quoteText(b.Seller, b.Note)}
+		if r, ok := in.Replies[b.ID]; ok {
+			bs.SellerReply = quoteText(r.From, fmt.Sprintf("price %d µcr, accepted: %t. %s", r.PriceMicrocredits, r.Accept, r.Note))
+		}
+		sit.Bids = append(sit.Bids, bs)
 	}
 	tools := []tool{toolAward, toolBuyerCounter, toolCancel}
 	return p.decide(ctx, "select",

@@ -62,6 +62,8 @@ type SelectInput struct {
 	PriceIndexMicrocredits int64
 	// Countered lists bids the buyer has already countered.
 	Countered []string
+	// Replies holds, by bid id, the seller's newest answer to a counter.
+	Replies map[string]market.Message
 }
 
 // ReviewInput is what a buyer knows when a delivery awaits its review.

@@ -215,12 +215,18 @@ func (t *Trader) selectAndAward(ctx context.Context, in market.Intent, o Order) 
 		rounds = 4
 	}
 	var countered []string
+	replies := map[string]market.Message{}
 	for range rounds {
 		bids, err := t.Svc.Bids(t.ctx(ctx), in.ID)
 		if err != nil {
 			return market.Contract{}, fmt.Errorf("bids: %w", err)
 		}
-		sin := SelectInput{Intent: in, Bids: bids, Countered: countered}
+		for _, id := range countered {
+			if msgs, err := t.Svc.Messages(t.ctx(ctx), id); err == nil && len(msgs) > 0 && msgs[len(msgs)-1].From != t.ID {
+				replies[id] = msgs[len(msgs)-1]
+			}
+		}
+		sin := SelectInput{Intent: in, Bids: bids, Countered: countered, Replies: replies}
 		if st, err := t.Svc.Stats(t.ctx(ctx), in.Intent, time.Hour); err == nil {
 			sin.PriceIndexMicrocredits = st.PriceIndexMicrocredits
 		}

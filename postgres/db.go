@@ -16,13 +16,16 @@ import (
 // connect opens a pool on url and returns it with the schema its
 // connections work in: the first schema of the search path, which may be
 // set in the URL (…&search_path=name), as tests do to get a fresh schema.
-func connect(ctx context.Context, url string, maxConns int) (*pgxpool.Pool, string, error) {
+func connect(ctx context.Context, url string, maxConns int, tracer pgx.QueryTracer) (*pgxpool.Pool, string, error) {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		return nil, "", fmt.Errorf("parse postgres url: %w", err)
 	}
 	if maxConns > 0 {
 		cfg.MaxConns = int32(maxConns)
+	}
+	if tracer != nil {
+		cfg.ConnConfig.Tracer = tracer
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {

@@ -1,4 +1,4 @@
-// Package postgres keeps agentmarket's state in PostgreSQL, so
+// Package postgres keeps agentmarket's state and money in PostgreSQL, so
 // that several stateless `serve` nodes can share one database and behave
 // as one market. It owns:
 //
@@ -7,7 +7,11 @@
 //     an event log whose sequence numbers become visible in order across
 //     nodes, wake-ups through LISTEN/NOTIFY, and the transport's nonces and
 //     idempotency keys in tables every node shares;
-//   - the embedded, versioned schema migrations it applies on
+//   - Ledger, the ledger's semantics (ledger.Transfer and its result codes,
+//     linked chains, two-phase transfers, expiry, mandates) on tables
+//     locked in a fixed order, so that concurrent writers on any number of
+//     nodes keep every invariant;
+//   - the embedded, versioned schema migrations both of them apply on
 //     start, under an advisory lock, so that nodes starting together
 //     migrate once.
 //

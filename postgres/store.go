@@ -100,7 +100,7 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 		s.poll = time.Second
 	}
 	var err error
-	s.pool, s.schema, err = connect(ctx, url, opts.MaxConns)
+	s.pool, s.schema, err = connect(ctx, url, opts.MaxConns, nil)
 	if err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
 	}

@@ -1,0 +1,102 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/agentmarket/agentmarket/engine"
+	"github.com/agentmarket/agentmarket/ledger"
+	"github.com/agentmarket/agentmarket/market"
+	"github.com/agentmarket/agentmarket/sqlite"
+)
+
+// stack is a running market on the embedded store: the ledger journal,
+// the SQLite market store and the engine over both, in one data directory:
+//
+//	DIR/ledger/     the ledger's journal and its SQLite projection
+//	DIR/market.db   the market store
+//	DIR/market.key  the key that signs receipts (created on first start)
+type stack struct {
+	Engine *engine.Engine
+	Ledger *ledger.Ledger
+	Store  *sqlite.Store
+	Key    market.PrivateKey
+}
+
+// stackOptions tune openStack; zero values take the engine's defaults.
+type stackOptions struct {
+	Now    func() time.Time
+	Logger *slog.Logger
+	Seed   uint64
+	Tweak  func(*engine.Config)
+}
+
+// openStack opens (or creates) the embedded market in dir.
+func openStack(ctx context.Context, dir string, o stackOptions) (*stack, error) {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("create data dir: %w", err)
+	}
+	key, err := loadOrCreateKey(filepath.Join(dir, "market.key"))
+	if err != nil {
+		return nil, err
+	}
+	l, err := ledger.Open(filepath.Join(dir, "ledger"), ledger.Options{Now: o.Now, Logger: o.Logger, ExpiryInterval: time.Second})
+	if err != nil {
+		return nil, err
+	}
+	s, err := sqlite.Open(filepath.Join(dir, "market.db"), sqlite.Options{Now: o.Now, Logger: o.Logger})
+	if err != nil {
+		l.Close()
+		return nil, err
+	}
+	cfg := engine.Config{Store: s, Ledger: l, Key: key, Now: o.Now, Logger: o.Logger, Seed: o.Seed}
+	if o.Tweak != nil {
+		o.Tweak(&cfg)
+	}
+	e, err := engine.New(ctx, cfg)
+	if err != nil {
+		s.Close()
+		l.Close()
+		return nil, err
+	}
+	return &stack{Engine: e, Ledger: l, Store: s, Key: key}, nil
+}
+
+// Close closes the store, then the ledger, which makes it durable.
+func (s *stack) Close() error {
+	return errors.Join(s.Store.Close(), s.Ledger.Close())
+}
+
+// loadOrCreateKey reads a private key file, or writes a new one (mode
+// 0600) when it does not exist.
+func loadOrCreateKey(path string) (market.PrivateKey, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		k, err := market.GenerateKey(nil)
+		if err != nil {
+			return k, err
+		}
+		text, _ := k.MarshalText()
+		if err := os.WriteFile(path, append(text, '\n'), 0o600); err != nil {
+			return k, fmt.Errorf("write key %s: %w", path, err)
+		}
+		return k, nil
+	}
+	if err != nil {
+		return market.PrivateKey{}, fmt.Errorf("read key %s: %w", path, err)
+	}
+	var k market.PrivateKey
+	if err := k.UnmarshalText(b); err != nil {
+		return k, fmt.Errorf("key %s: %w", path, err)
+	}
+	return k, nil
+}

@@ -190,3 +190,49 @@ func TestAgentRunTradesWithAnLLMBuyer(t *testing.T) {
 		t.Fatalf("the seller's card: %v, skills %+v", err, c.Skills)
 	}
 }
+
+// bearer adds a bearer token to each request, as an MCP client's header
+// configuration does.
+type bearer struct{ token string }
+
+func (b bearer) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("Authorization", "Bearer "+b.token)
+	return http.DefaultTransport.RoundTrip(r)
+}
+
+func TestServeMountsMCP(t *testing.T) {
+	srv := startServe(t, t.TempDir(), "127.0.0.1:0")
+	path, key := keyFile(t)
+	register(t, srv.URL, key, "remote-llm", market.RoleBuyer)
+
+	resp, err := http.Post(srv.URL+"/mcp", "application/json", strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"tools/list"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("/mcp without a token: %d, want 401", resp.StatusCode)
+	}
+
+	var tok bytes.Buffer
+	if err := run(t.Context(), []string{"mcp", "token", "--server", srv.URL, "--key", path}, func(string) string { return "" },
+		strings.NewReader(""), &tok, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	transport := &mcp.StreamableClientTransport{Endpoint: srv.URL + "/mcp",
+		HTTPClient: &http.Client{Transport: bearer{strings.TrimSpace(tok.String())}}}
+	cs, err := mcp.NewClient(&mcp.Implementation{Name: "remote", Version: "1"}, nil).Connect(t.Context(), transport, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cs.Close()
+	res, err := cs.CallTool(t.Context(), &mcp.CallToolParams{Name: "balance", Arguments: map[string]any{}})
+	if err != nil || res.IsError {
+		t.Fatalf("balance over /mcp: %v %+v", err, res)
+	}
+	b, _ := json.Marshal(res.StructuredContent)
+	if !strings.Contains(string(b), string(key.Public().DID())) {
+		t.Fatalf("balance over /mcp is not the token's agent: %s", b)
+	}
+}

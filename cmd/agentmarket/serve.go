@@ -17,6 +17,7 @@ import (
 
 	"github.com/agentmarket/agentmarket/httpapi"
 	"github.com/agentmarket/agentmarket/market"
+	"github.com/agentmarket/agentmarket/mcpserver"
 )
 
 // shutdownGrace bounds how long serve waits for requests in flight once
@@ -85,17 +86,23 @@ func runServe(ctx context.Context, e *env, args []string) error {
 		return fmt.Errorf("listen on %s: %w", *addr, err)
 	}
 	closing := make(chan struct{})
+	mux := http.NewServeMux()
+	mux.Handle("/", httpapi.NewServer(httpapi.Config{
+		Service:      st.Engine,
+		Store:        st.Store,
+		Operator:     opKey.Public(),
+		Logger:       log,
+		MaxBodyBytes: *maxBody,
+		RateLimit:    rate.Limit(rps),
+		PublicURL:    *publicURL,
+		Closing:      closing,
+	}))
+	// MCP clients authenticate with a bearer token from "agentmarket mcp
+	// token", signed by the agent's key and bound to this market's key.
+	mux.Handle("/mcp", mcpserver.Handler(st.Engine,
+		mcpserver.BearerAuthenticator(string(st.Key.Public().DID()), time.Now), &mcpserver.Options{Logger: log}))
 	srv := &http.Server{
-		Handler: httpapi.NewServer(httpapi.Config{
-			Service:      st.Engine,
-			Store:        st.Store,
-			Operator:     opKey.Public(),
-			Logger:       log,
-			MaxBodyBytes: *maxBody,
-			RateLimit:    rate.Limit(rps),
-			PublicURL:    *publicURL,
-			Closing:      closing,
-		}),
+		Handler:           mux,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		// Event streams and long polls extend their own write deadlines.

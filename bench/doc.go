@@ -1,6 +1,7 @@
 // Package bench owns agentmarket's side-by-side benchmarks: the workloads,
 // the naive baselines a user would otherwise write (one SQL transaction per
-// transfer on SQLite or PostgreSQL), the harness that drives every system
+// transfer on SQLite or PostgreSQL), agentmarket's ledger on PostgreSQL
+// with pgbench's TPC-B measured beside it, the harness that drives every system
 // through the same workloads in one process, and the report, with ratios
 // and a conservation check after every run.
 //

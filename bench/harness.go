@@ -25,6 +25,9 @@ const (
 	NaiveSQLite System = "B"
 	// NaivePostgres (C) is the same naive baseline on PostgreSQL.
 	NaivePostgres System = "C"
+	// PostgresLedger (D) is agentmarket's ledger on PostgreSQL
+	// (postgres.Ledger), measured beside pgbench's TPC-B on the same server.
+	PostgresLedger System = "D"
 )
 
 // Describe says what the system is, for the report.
@@ -36,6 +39,8 @@ func (s System) Describe() string {
 		return "naive SQLite (modernc.org/sqlite, WAL, synchronous=FULL): one UPDATE, UPDATE, INSERT transaction per transfer, 1 client"
 	case NaivePostgres:
 		return "naive PostgreSQL (pgx): the same one transaction per transfer, concurrent clients"
+	case PostgresLedger:
+		return "agentmarket ledger on PostgreSQL (postgres.Ledger): one transaction per batch, account rows locked in id order"
 	}
 	return string(s)
 }
@@ -70,6 +75,11 @@ type Config struct {
 	Systems   []System
 	// Postgres is the PostgreSQL URL for system C; empty skips it.
 	Postgres string
+	// LedgerDB is the PostgreSQL URL for system D, which is measured
+	// beside pgbench's TPC-B on the same server; empty skips both.
+	LedgerDB string
+	// PgBenchDuration is how long pgbench runs (its -T).
+	PgBenchDuration time.Duration
 	// Seed makes the workloads reproducible.
 	Seed uint64
 	// Progress receives a progress display while runs go; nil shows none.
@@ -87,6 +97,7 @@ func DefaultConfig() Config {
 		Callers:         64,
 		PostgresClients: 8,
 		MinEscrowRound:  1000,
+		PgBenchDuration: 10 * time.Second,
 		Seed:            1,
 	}
 }
@@ -99,6 +110,7 @@ func QuickConfig() Config {
 	c.Duration = 150 * time.Millisecond
 	c.Transfers = 40_000
 	c.MinEscrowRound = 100
+	c.PgBenchDuration = time.Second
 	return c
 }
 
@@ -160,12 +172,16 @@ func Bench(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	systems := cfg.Systems
 	if len(systems) == 0 {
-		systems = []System{Ledger, NaiveSQLite, NaivePostgres}
+		systems = []System{Ledger, NaiveSQLite, NaivePostgres, PostgresLedger}
 	}
 	rep := newReport(cfg)
 	for _, sys := range systems {
 		if sys == NaivePostgres && cfg.Postgres == "" {
 			rep.Notes = append(rep.Notes, "C (PostgreSQL) skipped: no URL given (--pg or AGENTMARKET_BENCH_POSTGRES)")
+			continue
+		}
+		if sys == PostgresLedger && cfg.LedgerDB == "" {
+			rep.Notes = append(rep.Notes, "D (ledger on PostgreSQL) and pgbench skipped: no URL given (--db)")
 			continue
 		}
 		for _, w := range workloads {
@@ -180,6 +196,9 @@ func Bench(ctx context.Context, cfg Config) (*Report, error) {
 		if sys == Ledger {
 			mem := ReadMemory()
 			rep.MemoryAfterLedger = &mem
+		}
+		if sys == PostgresLedger {
+			rep.measurePgBench(ctx, cfg)
 		}
 	}
 	rep.finish()
@@ -207,6 +226,12 @@ func modes(sys System, cfg Config) []mode {
 		return []mode{{"1 client", 1, 1}}
 	case NaivePostgres:
 		return []mode{{fmt.Sprintf("%d clients", cfg.PostgresClients), 1, cfg.PostgresClients}}
+	case PostgresLedger:
+		var ms []mode
+		for _, b := range cfg.Batches {
+			ms = append(ms, mode{fmt.Sprintf("batch=%d", b), b, 1})
+		}
+		return append(ms, mode{fmt.Sprintf("%d callers", cfg.PostgresClients), 1, cfg.PostgresClients})
 	}
 	return nil
 }
@@ -219,6 +244,8 @@ func openTarget(ctx context.Context, cfg Config, sys System, dir string, workers
 		return openSQLiteTarget(ctx, dir, cfg.Wallets, clk)
 	case NaivePostgres:
 		return openPostgresTarget(ctx, cfg.Postgres, cfg.Wallets, workers, clk)
+	case PostgresLedger:
+		return openPgLedgerTarget(ctx, cfg.LedgerDB, cfg.Wallets, workers, clk)
 	}
 	return nil, fmt.Errorf("unknown system %q", sys)
 }

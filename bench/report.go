@@ -26,6 +26,7 @@ type Report struct {
 	Targets           []Target            `json:"targets"`
 	MemoryAfterLedger *Memory             `json:"memory_after_ledger,omitempty"`
 	MemoryRun         *MemoryRun          `json:"memory_run,omitempty"`
+	PgBench           *PgBench            `json:"pgbench,omitempty"`
 	Passed            bool                `json:"passed"` // every run passed its checks
 }
 
@@ -98,7 +99,7 @@ func newReport(cfg Config) *Report {
 				"shared one journal fsync (group commit); the baselines commit, and sync, once per transfer.",
 		},
 	}
-	for _, s := range []System{Ledger, NaiveSQLite, NaivePostgres} {
+	for _, s := range []System{Ledger, NaiveSQLite, NaivePostgres, PostgresLedger} {
 		r.Systems[s] = s.Describe()
 	}
 	for _, w := range Workloads {
@@ -135,6 +136,8 @@ func (r *Report) finish() {
 				}
 			case run.System == Ledger:
 				concurrent = run
+			case run.System == PostgresLedger:
+				// Compared with pgbench and C in finishPostgres.
 			default:
 				baselines = append(baselines, run)
 			}
@@ -165,6 +168,7 @@ func (r *Report) finish() {
 			r.Targets = append(r.Targets, goal(fmt.Sprintf("%s %s / %s ≥ 100×", q.Workload, q.Ledger, q.Baseline), 100, q.Factor))
 		}
 	}
+	r.finishPostgres()
 	if m := r.MemoryRun; m != nil {
 		r.Targets = append(r.Targets, Target{Name: fmt.Sprintf("peak resident memory after %s transfers < 1 GiB", progress.Count(m.Transfers)),
 			Want: MemoryLimit, Measured: float64(m.After.PeakRSS), Met: m.UnderLimit})
@@ -193,7 +197,7 @@ func (r *Report) WriteTable(w io.Writer) error {
 		fmt.Fprintf(&b, "load average (1, 5, 15 min) at start %s, at end %s: above %d means other processes competed for the CPUs\n\n",
 			r.Machine.LoadAtStart, r.Machine.LoadAtEnd, r.Machine.CPUs)
 	}
-	for _, s := range []System{Ledger, NaiveSQLite, NaivePostgres} {
+	for _, s := range []System{Ledger, NaiveSQLite, NaivePostgres, PostgresLedger} {
 		fmt.Fprintf(&b, "  %s  %s\n", s, r.Systems[s])
 	}
 	for _, wl := range Workloads {
@@ -216,6 +220,7 @@ func (r *Report) WriteTable(w io.Writer) error {
 		tw.Flush()
 		b.WriteString("\n")
 	}
+	r.writePgBench(&b)
 	if len(r.Ratios) > 0 {
 		b.WriteString("ratios (transfers/s):\n")
 		tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)

@@ -15,7 +15,7 @@ import (
 	"github.com/agentmarket/agentmarket/ledger"
 )
 
-const benchUsage = "usage: agentmarket bench ledger [--quick] [--duration D] [--transfers N] [--pg URL] [--json] [--memory [--rss-transfers N]]"
+const benchUsage = "usage: agentmarket bench ledger [--quick] [--duration D] [--transfers N] [--pg URL] [--db URL] [--json] [--memory [--rss-transfers N]]"
 
 func runBench(ctx context.Context, e *env, args []string) error {
 	if len(args) == 0 || args[0] != "ledger" {
@@ -28,8 +28,9 @@ func runBench(ctx context.Context, e *env, args []string) error {
 	wallets := fs.Int("accounts", 0, "funded wallets the workloads spread over (default 100,000, or 1,000 with --quick)")
 	pg := fs.String("pg", e.envOr("AGENTMARKET_BENCH_POSTGRES", e.getenv("AGENTMARKET_TEST_POSTGRES")),
 		"PostgreSQL URL for system C (env AGENTMARKET_BENCH_POSTGRES, then AGENTMARKET_TEST_POSTGRES); empty skips C")
+	db := fs.String("db", "", "PostgreSQL URL for system D, agentmarket's ledger on PostgreSQL, measured beside pgbench's TPC-B on the same server; empty skips D")
 	workloads := fs.String("workloads", "W1,W2,W3", "workloads to run, comma-separated")
-	systems := fs.String("systems", "A,B,C", "systems to run, comma-separated")
+	systems := fs.String("systems", "A,B,C,D", "systems to run, comma-separated")
 	batches := fs.String("batches", "1,100,8190", "A's batch sizes for one caller, comma-separated; empty skips them")
 	callers := fs.Int("callers", 64, "A's concurrent single-transfer callers; 0 skips that run")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
@@ -60,7 +61,7 @@ func runBench(ctx context.Context, e *env, args []string) error {
 	if *wallets > 0 {
 		cfg.Wallets = *wallets
 	}
-	cfg.Postgres, cfg.Dir, cfg.Seed, cfg.Progress = *pg, *dir, *seed, e.stderr
+	cfg.Postgres, cfg.LedgerDB, cfg.Dir, cfg.Seed, cfg.Progress = *pg, *db, *dir, *seed, e.stderr
 	cfg.Batches, cfg.Callers = nil, *callers
 	for _, s := range splitList(*batches) {
 		n, err := strconv.Atoi(s)
@@ -78,10 +79,10 @@ func runBench(ctx context.Context, e *env, args []string) error {
 	}
 	for _, s := range splitList(*systems) {
 		switch sys := bench.System(strings.ToUpper(s)); sys {
-		case bench.Ledger, bench.NaiveSQLite, bench.NaivePostgres:
+		case bench.Ledger, bench.NaiveSQLite, bench.NaivePostgres, bench.PostgresLedger:
 			cfg.Systems = append(cfg.Systems, sys)
 		default:
-			return fmt.Errorf("unknown system %q (want A, B or C)", s)
+			return fmt.Errorf("unknown system %q (want A, B, C or D)", s)
 		}
 	}
 

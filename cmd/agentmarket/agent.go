@@ -19,11 +19,14 @@ import (
 )
 
 // runAgent runs one agent against a market: "agent run" trades with a
-// scripted or LLM policy.
+// scripted or LLM policy; "agent keygen" writes a new agent key.
 func runAgent(ctx context.Context, e *env, args []string) error {
+	if len(args) > 0 && args[0] == "keygen" {
+		return runKeygen(e, args[1:])
+	}
 	if len(args) == 0 || args[0] != "run" {
-		fmt.Fprintln(e.stderr, "usage: agentmarket agent run --role buyer|seller --policy scripted|llm [flags]")
-		return errors.New("agent: want the subcommand run")
+		fmt.Fprintln(e.stderr, "usage: agentmarket agent run --role buyer|seller --policy scripted|llm [flags]\n       agentmarket agent keygen --out FILE")
+		return errors.New("agent: want the subcommand run or keygen")
 	}
 	fs := e.flags("agent run")
 	server := fs.String("server", e.envOr("AGENTMARKET_SERVER", "http://127.0.0.1:8080"), "the market's base URL (env AGENTMARKET_SERVER)")
@@ -176,6 +179,37 @@ func writeCard(ctx context.Context, cl *client.Client, key market.PrivateKey, se
 	if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
 		return fmt.Errorf("agent card: %w", err)
 	}
+	return nil
+}
+
+// runKeygen writes a new agent key to a file (mode 0600) and prints the
+// agent's did:key.
+func runKeygen(e *env, args []string) error {
+	fs := e.flags("agent keygen")
+	out := fs.String("out", "agent.key", "the key file to create; it must not exist")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	k, err := market.GenerateKey(nil)
+	if err != nil {
+		return err
+	}
+	text, err := k.MarshalText()
+	if err != nil {
+		return err
+	}
+	f, err := os.OpenFile(*out, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return fmt.Errorf("agent keygen: %w", err)
+	}
+	if _, err := f.Write(append(text, '\n')); err != nil {
+		f.Close()
+		return fmt.Errorf("agent keygen: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("agent keygen: %w", err)
+	}
+	fmt.Fprintln(e.stdout, k.Public().DID())
 	return nil
 }
 

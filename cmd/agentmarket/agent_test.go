@@ -46,6 +46,24 @@ func register(t *testing.T, url string, key market.PrivateKey, name string, role
 	return c
 }
 
+func TestAgentKeygenWritesAUsableKey(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "k.key")
+	var out bytes.Buffer
+	if err := run(t.Context(), []string{"agent", "keygen", "--out", path}, func(string) string { return "" }, strings.NewReader(""), &out, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	k, err := readAgentKey(path)
+	if err != nil || strings.TrimSpace(out.String()) != string(k.Public().DID()) {
+		t.Fatalf("key %v, printed %q", err, out.String())
+	}
+	if fi, _ := os.Stat(path); fi.Mode().Perm() != 0o600 {
+		t.Fatalf("key file mode %v, want 0600", fi.Mode())
+	}
+	if err := run(t.Context(), []string{"agent", "keygen", "--out", path}, func(string) string { return "" }, strings.NewReader(""), io.Discard, io.Discard); err == nil {
+		t.Fatal("keygen overwrote an existing key")
+	}
+}
+
 func TestMCPOverStdio(t *testing.T) {
 	srv := startServe(t, t.TempDir(), "127.0.0.1:0")
 	path, key := keyFile(t)

@@ -46,7 +46,7 @@ func commands() map[string]command {
 		"serve":  {"the marketplace: HTTP API, event stream, agent card", runServe},
 		"sim":    {"run a seeded simulation of an agent economy and write a report", runSim},
 		"mcp":    {"MCP tools for one agent over stdio; mcp token: a bearer token for /mcp", runMCP},
-		"agent":  {"agent run: trade as one agent with a scripted or LLM policy", runAgent},
+		"agent":  {"agent run: trade as one agent with a scripted or LLM policy; agent keygen", runAgent},
 	}
 }
 

@@ -47,8 +47,15 @@ func TestInjectionSuiteLosesNothingBeyondTheMandate(t *testing.T) {
 func TestInjectionSuiteIsDeterministic(t *testing.T) {
 	run := func() agent.InjectionReport {
 		m := testmarket.New(t)
-		suite := &agent.InjectionSuite{Svc: m, Operator: market.AsOperator(context.Background()), Now: m.Clock.Now,
-			Advance: m.Advance, Rounds: 4, Seed: 9}
+		// Connect is how the simulator hands the suite its market: one
+		// session per agent key, the operator's for the zero key.
+		connect := func(ctx context.Context, key market.PrivateKey) (market.Service, context.Context, error) {
+			if key.IsZero() {
+				return m, market.AsOperator(ctx), nil
+			}
+			return m, market.AsAgent(ctx, key.Public().DID()), nil
+		}
+		suite := &agent.InjectionSuite{Connect: connect, Now: m.Clock.Now, Advance: m.Advance, Rounds: 4, Seed: 9}
 		rep, err := suite.Run(context.Background())
 		if err != nil {
 			t.Fatal(err)

@@ -126,6 +126,7 @@ func rawJSON(v any) (json.RawMessage, error) {
 
 // Tool inputs and outputs. Field tags give each tool's JSON Schema.
 
+// FindOffersIn is find_offers' input.
 type FindOffersIn struct {
 	Intent                 string  `json:"intent" jsonschema:"The intent type, such as SORT_LIST."`
 	Parameters             any     `json:"parameters,omitempty" jsonschema:"Task parameters; only offers whose schema accepts them are returned, priced for them."`
@@ -135,10 +136,12 @@ type FindOffersIn struct {
 	Limit                  int     `json:"limit,omitempty" jsonschema:"At most this many offers (default 20, max 100)."`
 }
 
+// FindOffersOut is find_offers' output.
 type FindOffersOut struct {
 	Offers []OfferView `json:"offers" jsonschema:"Best first."`
 }
 
+// PublishOfferIn is publish_offer's input; the output is an OfferView.
 type PublishOfferIn struct {
 	Intent                string   `json:"intent"`
 	ParameterSchema       any      `json:"parameter_schema,omitempty" jsonschema:"JSON Schema the intents you serve must satisfy."`
@@ -150,6 +153,7 @@ type PublishOfferIn struct {
 	Tags                  []string `json:"tags,omitempty"`
 }
 
+// PostIntentIn is post_intent's input; the output is an IntentView.
 type PostIntentIn struct {
 	RequestID              string  `json:"request_id,omitempty" jsonschema:"Your idempotency key; posting the same request again returns the first intent."`
 	Intent                 string  `json:"intent"`
@@ -168,30 +172,36 @@ type PostIntentIn struct {
 	ReviewMs               int64   `json:"review_ms,omitempty" jsonschema:"For buyer_review: your review window; silence accepts."`
 }
 
+// ListIntentsIn is list_intents' input.
 type ListIntentsIn struct {
 	Mine   bool   `json:"mine,omitempty" jsonschema:"true: your own intents as a buyer; false (default): open intents you may bid on as a seller."`
 	Intent string `json:"intent,omitempty" jsonschema:"Only this intent type."`
 	Limit  int    `json:"limit,omitempty"`
 }
 
+// ListIntentsOut is list_intents' output.
 type ListIntentsOut struct {
 	Intents []IntentView `json:"intents" jsonschema:"Newest first."`
 }
 
+// ListBidsIn is list_bids' input.
 type ListBidsIn struct {
 	IntentID     string `json:"intent_id"`
 	WithMessages bool   `json:"with_messages,omitempty" jsonschema:"Include each bid's negotiation."`
 }
 
+// BidWithMessages is a bid with its negotiation, when asked for.
 type BidWithMessages struct {
 	BidView
 	Messages []MessageView `json:"messages,omitempty"`
 }
 
+// ListBidsOut is list_bids' output.
 type ListBidsOut struct {
 	Bids []BidWithMessages `json:"bids" jsonschema:"Sealed until the bid deadline: the buyer sees them all after it, a seller only its own."`
 }
 
+// BidIn is bid's input; the output is a BidView.
 type BidIn struct {
 	IntentID          string `json:"intent_id"`
 	OfferID           string `json:"offer_id,omitempty"`
@@ -201,6 +211,7 @@ type BidIn struct {
 	Note              string `json:"note,omitempty"`
 }
 
+// CounterIn is counter's input; the output is a MessageView.
 type CounterIn struct {
 	BidID             string `json:"bid_id"`
 	InReplyTo         string `json:"in_reply_to,omitempty" jsonschema:"The newest message's id; default: the bid's last_message."`
@@ -210,11 +221,13 @@ type CounterIn struct {
 	Note              string `json:"note,omitempty"`
 }
 
+// AwardIn is award's input; the output is a ContractView.
 type AwardIn struct {
 	IntentID string `json:"intent_id"`
 	BidID    string `json:"bid_id"`
 }
 
+// DeliverIn is deliver's input; the output is a ContractView.
 type DeliverIn struct {
 	ContractID string `json:"contract_id"`
 	Output     any    `json:"output,omitempty" jsonschema:"The result as JSON."`
@@ -222,31 +235,38 @@ type DeliverIn struct {
 	URI        string `json:"uri,omitempty"`
 }
 
+// AcceptIn is accept's input; the output is a ContractView.
 type AcceptIn struct {
 	ContractID string  `json:"contract_id"`
 	Quality    float64 `json:"quality,omitempty" jsonschema:"Your rating from 0 to 1; 0 means unrated."`
 }
 
+// DisputeIn is dispute's input; the output is a ContractView.
 type DisputeIn struct {
 	ContractID string `json:"contract_id"`
 	Reason     string `json:"reason"`
 }
 
+// ContractIn is get_contract's input; the output is a ContractView.
 type ContractIn struct {
 	ContractID string `json:"contract_id"`
 }
 
+// ListContractsIn is list_contracts' input.
 type ListContractsIn struct {
 	State string `json:"state,omitempty" jsonschema:"Only contracts in this state."`
 	Limit int    `json:"limit,omitempty"`
 }
 
+// ListContractsOut is list_contracts' output.
 type ListContractsOut struct {
 	Contracts []ContractView `json:"contracts" jsonschema:"Newest first."`
 }
 
+// BalanceIn is balance's input: none, since an agent reads only its own wallet.
 type BalanceIn struct{}
 
+// BalanceOut is balance's output.
 type BalanceOut struct {
 	Agent                 string `json:"agent"`
 	PostedMicrocredits    int64  `json:"posted_microcredits"`
@@ -256,11 +276,13 @@ type BalanceOut struct {
 	BondMicrocredits      int64  `json:"bond_microcredits"`
 }
 
+// MarketStatsIn is market_stats' input.
 type MarketStatsIn struct {
 	Intent        string `json:"intent"`
 	WindowSeconds int64  `json:"window_seconds,omitempty" jsonschema:"Sliding window ending now; default 3600."`
 }
 
+// MarketStatsOut is market_stats' output.
 type MarketStatsOut struct {
 	Intent                 string `json:"intent"`
 	WindowSeconds          int64  `json:"window_seconds"`
@@ -273,11 +295,13 @@ type MarketStatsOut struct {
 	VolumeMicrocredits     int64  `json:"volume_microcredits"`
 }
 
+// VerifyReceiptIn is verify_receipt's input: a sequence number to fetch, or a receipt object carried from elsewhere.
 type VerifyReceiptIn struct {
 	Seq     uint64 `json:"seq,omitempty" jsonschema:"Fetch and verify the market's receipt with this sequence number."`
 	Receipt any    `json:"receipt,omitempty" jsonschema:"Or verify this receipt object, as carried from elsewhere."`
 }
 
+// VerifyReceiptOut is verify_receipt's output.
 type VerifyReceiptOut struct {
 	Seq              uint64 `json:"seq"`
 	Valid            bool   `json:"valid" jsonschema:"True when the signature verifies and the receipt links to its predecessor."`

@@ -14,16 +14,16 @@ import (
 // mandate are real.
 func TestInjectionSuiteLosesNothingBeyondTheMandate(t *testing.T) {
 	m := testmarket.New(t)
-	model := agent.NewObeyingModel(0.6, 3)
+	model := agent.NewObeyingModel(0.5, 1)
 	suite := &agent.InjectionSuite{Svc: m, Operator: market.AsOperator(context.Background()), Now: m.Clock.Now,
-		Advance: m.Advance, Model: model, Rounds: 10, Seed: 3}
+		Advance: m.Advance, Model: model, Rounds: 12, Seed: 1}
 	rep, err := suite.Run(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("report: %+v", rep)
-	if rep.Rounds != 10 || rep.InjectionsAttempted < 10 || rep.ByChannel[agent.ChannelBidNote] != 10 {
-		t.Fatalf("injections planted %+v, want one bid note per round and more", rep)
+	if rep.Rounds != 12 || rep.ByChannel[agent.ChannelBidNote] != 12 || rep.ByChannel[agent.ChannelCounterNote] == 0 || rep.ByChannel[agent.ChannelDeliveryText] == 0 {
+		t.Fatalf("injections planted %+v, want one bid note per round, counter notes and deliveries", rep.ByChannel)
 	}
 	if rep.ModelObeyed == 0 || rep.ActionsBeyondIntent == 0 {
 		t.Fatalf("the model never took the bait (%+v); the suite measured nothing", rep)

@@ -180,24 +180,25 @@ func CheckSelect(in SelectInput, d Decision) error {
 		return refuse(Invalid, "bid %q is not one of the bids on this intent", d.BidID)
 	}
 	b := in.Bids[i]
+	if d.Action == ActionAward && b.PriceMicrocredits > budget {
+		return refuse(BeyondIntent, "bid %s asks %d µcr, over the budget of %d µcr", b.ID, b.PriceMicrocredits, budget)
+	}
 	if b.State != market.BidActive {
 		return refuse(Invalid, "bid %s is %s, not active", b.ID, b.State)
 	}
 	if d.Action == ActionAward {
-		if b.PriceMicrocredits > budget {
-			return refuse(BeyondIntent, "bid %s asks %d µcr, over the budget of %d µcr", b.ID, b.PriceMicrocredits, budget)
-		}
 		return nil
 	}
+	// Overpaying is checked first: it is the refusal that matters most.
 	switch {
-	case slices.Contains(in.Countered, b.ID):
-		return refuse(Invalid, "bid %s was already countered", b.ID)
-	case d.PriceMicrocredits <= 0:
-		return refuse(Invalid, "a counter needs a positive price_microcredits")
 	case d.PriceMicrocredits > budget:
 		return refuse(BeyondIntent, "a counter of %d µcr is over the budget of %d µcr", d.PriceMicrocredits, budget)
 	case d.PriceMicrocredits > b.PriceMicrocredits:
 		return refuse(BeyondIntent, "a counter of %d µcr offers more than the seller asks (%d µcr)", d.PriceMicrocredits, b.PriceMicrocredits)
+	case d.PriceMicrocredits <= 0:
+		return refuse(Invalid, "a counter needs a positive price_microcredits")
+	case slices.Contains(in.Countered, b.ID):
+		return refuse(Invalid, "bid %s was already countered", b.ID)
 	case len(d.Reason) > maxReasonBytes:
 		return refuse(Invalid, "note longer than %d bytes", maxReasonBytes)
 	}

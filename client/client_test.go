@@ -11,6 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+
 	"github.com/agentmarket/agentmarket/client"
 	"github.com/agentmarket/agentmarket/httpapi/httpapitest"
 	"github.com/agentmarket/agentmarket/market"
@@ -251,5 +254,85 @@ func TestSubscribeResumesAfterTheLastEvent(t *testing.T) {
 	}
 	cancel()
 	for range ch {
+	}
+}
+
+// TestEveryMethodMatchesTheEngine drives each market.Service method over
+// HTTP and checks the answer against the engine's own, called in-process
+// as the same principal.
+func TestEveryMethodMatchesTheEngine(t *testing.T) {
+	m := httpapitest.New(t, httpapitest.Options{})
+	ctx := t.Context()
+	op := client.New(m.URL, m.Operator)
+	buyer := mustAgent(t, m.URL, "buyer", "op-b", market.RoleBuyer)
+	seller := mustAgent(t, m.URL, "seller", "op-s", market.RoleSeller)
+	as := func(c *client.Client) context.Context { return market.AsAgent(ctx, c.ID()) }
+	same := func(name string, http, local any) {
+		t.Helper()
+		// Reputation decays with the wall clock between the two reads.
+		if diff := cmp.Diff(local, http, cmpopts.EquateApprox(0, 1e-6)); diff != "" {
+			t.Errorf("%s over HTTP differs from the engine (-engine +http):\n%s", name, diff)
+		}
+	}
+
+	must[market.Agent](t)(seller.Agent(ctx, seller.ID()))
+	if err := op.SetMandate(ctx, market.Mandate{Agent: buyer.ID(), MaxPerTransferMicrocredits: 50 * market.Credit,
+		BudgetMicrocredits: 80 * market.Credit, Window: market.Duration(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	o := must[market.Offer](t)(seller.PublishOffer(ctx, market.Offer{Intent: sortIntent, BasePriceMicrocredits: 3 * market.Credit, LatencyMs: 9000, Tags: []string{"fast"}}))
+	o.BasePriceMicrocredits = 2 * market.Credit
+	o = must[market.Offer](t)(seller.UpdateOffer(ctx, o))
+	same("Offer", must[market.Offer](t)(buyer.Offer(ctx, o.ID)), must[market.Offer](t)(m.Engine.Offer(ctx, o.ID)))
+	q := market.OfferQuery{Intent: sortIntent, Parameters: json.RawMessage(`{"items":[1]}`), MaxPriceMicrocredits: 5 * market.Credit, MaxLatencyMs: 10_000, Limit: 5}
+	same("FindOffers", must[[]market.OfferMatch](t)(buyer.FindOffers(ctx, q)), must[[]market.OfferMatch](t)(m.Engine.FindOffers(ctx, q)))
+
+	in := must[market.Intent](t)(buyer.PostIntent(ctx, market.IntentRequest{RequestID: "r-1", Intent: sortIntent,
+		Parameters: json.RawMessage(`{"items":[2,1]}`), Constraints: market.Constraints{MaxBudgetMicrocredits: 5 * market.Credit}, BidWindowMs: 200}))
+	same("Intent", must[market.Intent](t)(seller.Intent(ctx, in.ID)), must[market.Intent](t)(m.Engine.Intent(ctx, in.ID)))
+	f := market.IntentFilter{Eligible: true}
+	same("Intents", must[[]market.Intent](t)(seller.Intents(ctx, f)), must[[]market.Intent](t)(m.Engine.Intents(as(seller), f)))
+	b := must[market.Bid](t)(seller.PlaceBid(ctx, market.BidRequest{Intent: in.ID, PriceMicrocredits: 3 * market.Credit, LatencyMs: 5000, Note: "hi"}))
+	same("Bid", must[market.Bid](t)(seller.Bid(ctx, b.ID)), must[market.Bid](t)(m.Engine.Bid(as(seller), b.ID)))
+	deadline := time.Now().Add(10 * time.Second)
+	for must[market.Intent](t)(buyer.Intent(ctx, in.ID)).State != market.IntentSelecting {
+		if time.Now().After(deadline) {
+			t.Fatal("bidding never closed")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	same("Bids", must[[]market.Bid](t)(buyer.Bids(ctx, in.ID)), must[[]market.Bid](t)(m.Engine.Bids(as(buyer), in.ID)))
+	c1 := must[market.Message](t)(buyer.Counter(ctx, market.CounterRequest{Bid: b.ID, InReplyTo: b.ID, PriceMicrocredits: 2 * market.Credit}))
+	must[market.Message](t)(seller.Counter(ctx, market.CounterRequest{Bid: b.ID, InReplyTo: c1.ID, Accept: true}))
+	same("Messages", must[[]market.Message](t)(buyer.Messages(ctx, b.ID)), must[[]market.Message](t)(m.Engine.Messages(as(buyer), b.ID)))
+	c := must[market.Contract](t)(buyer.Award(ctx, in.ID, b.ID))
+	if c.PriceMicrocredits != 2*market.Credit {
+		t.Fatalf("awarded at %d, want the agreed 2 credits", c.PriceMicrocredits)
+	}
+	cf := market.ContractFilter{State: market.ContractAwarded}
+	same("Contracts", must[[]market.Contract](t)(seller.Contracts(ctx, cf)), must[[]market.Contract](t)(m.Engine.Contracts(as(seller), cf)))
+	must[market.Contract](t)(seller.Deliver(ctx, market.DeliveryRequest{Contract: c.ID, Output: json.RawMessage(`{"items":[1,2]}`)}))
+	c = must[market.Contract](t)(buyer.Accept(ctx, market.AcceptRequest{Contract: c.ID, Quality: 0.8}))
+	same("Contract", must[market.Contract](t)(buyer.Contract(ctx, c.ID)), must[market.Contract](t)(m.Engine.Contract(as(buyer), c.ID)))
+	same("Receipt", must[market.Receipt](t)(buyer.Receipt(ctx, c.Outcome.Receipt)), must[market.Receipt](t)(m.Engine.Receipt(ctx, c.Outcome.Receipt)))
+	same("Reputation", must[market.Reputation](t)(buyer.Reputation(ctx, seller.ID(), sortIntent)), must[market.Reputation](t)(m.Engine.Reputation(ctx, seller.ID(), sortIntent)))
+	same("Stats", must[market.IntentStats](t)(buyer.Stats(ctx, sortIntent, time.Hour)), must[market.IntentStats](t)(m.Engine.Stats(ctx, sortIntent, time.Hour)))
+	same("Balance", must[market.Balance](t)(buyer.Balance(ctx, buyer.ID())), must[market.Balance](t)(m.Engine.Balance(as(buyer), buyer.ID())))
+
+	// Withdrawals and cancellations.
+	in2 := must[market.Intent](t)(buyer.PostIntent(ctx, market.IntentRequest{RequestID: "r-2", Intent: sortIntent,
+		Parameters: json.RawMessage(`{}`), Constraints: market.Constraints{MaxBudgetMicrocredits: 5 * market.Credit}}))
+	b2 := must[market.Bid](t)(seller.PlaceBid(ctx, market.BidRequest{Intent: in2.ID, PriceMicrocredits: market.Credit, LatencyMs: 5000}))
+	if b2 = must[market.Bid](t)(seller.WithdrawBid(ctx, b2.ID)); b2.State != market.BidWithdrawn {
+		t.Fatalf("withdrawn bid is %s", b2.State)
+	}
+	if in2 = must[market.Intent](t)(buyer.CancelIntent(ctx, in2.ID)); in2.State != market.IntentCancelled {
+		t.Fatalf("cancelled intent is %s", in2.State)
+	}
+	if o = must[market.Offer](t)(seller.WithdrawOffer(ctx, o.ID)); o.State != market.OfferWithdrawn {
+		t.Fatalf("withdrawn offer is %s", o.State)
+	}
+	if err := m.CheckMoney(); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"net/http/httptest"
 	"strconv"
 	"strings"
 	"testing"
@@ -157,4 +158,34 @@ func TestEventStream(t *testing.T) {
 			t.Fatal("the long poll did not return on a new event")
 		}
 	})
+}
+
+// TestStreamsOutliveTheWriteTimeout checks that an event stream extends
+// its write deadline, so that a server's WriteTimeout, which guards
+// ordinary responses, does not cut streams.
+func TestStreamsOutliveTheWriteTimeout(t *testing.T) {
+	m := httpapitest.New(t, httpapitest.Options{API: func(c *httpapi.Config) { c.Heartbeat = 50 * time.Millisecond }})
+	buyer := mustAgent(t, m.URL, "buyer", "", market.RoleBuyer)
+	srv := httptest.NewUnstartedServer(m.Handler)
+	srv.Config.WriteTimeout = 300 * time.Millisecond
+	srv.Start()
+	t.Cleanup(srv.Close) // after the stream's body closes: cleanups run last first
+	r := rawRequest(t, "GET", srv.URL+"/v1/events", nil, signing{key: buyer.Key})
+	r.Header.Set("Accept", "text/event-stream")
+	lines, _ := sseLines(t, r)
+	beats := 0
+	timeout := time.After(10 * time.Second)
+	for beats < 20 { // a second of heartbeats: three write timeouts
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				t.Fatalf("the stream ended after %d heartbeats", beats)
+			}
+			if l == ": heartbeat" {
+				beats++
+			}
+		case <-timeout:
+			t.Fatal("too few heartbeats")
+		}
+	}
 }

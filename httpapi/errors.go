@@ -70,8 +70,8 @@ type statusError struct {
 func (e *statusError) Error() string { return e.err.Error() }
 func (e *statusError) Unwrap() error { return e.err }
 
-// retryAfter returns an error that answers with status and a Retry-After
-// of secs seconds.
+// withRetryAfter returns err answered with status and a Retry-After of
+// secs seconds.
 func withRetryAfter(err error, status, secs int) error {
 	return &statusError{status: status, header: http.Header{"Retry-After": {strconv.Itoa(secs)}}, err: err}
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -42,8 +43,9 @@ type LedgerOptions struct {
 // the embedded ledger's semantics (ledger.Ledger) and is safe for
 // concurrent use by any number of goroutines, processes and nodes.
 //
-// Each call is one READ COMMITTED transaction that locks what it will
-// change before it reads it, always in one order: the pending transfers
+// Each call runs in one READ COMMITTED transaction (concurrent
+// CreateTransfers calls may share one: see submit) that locks what it
+// will change before it reads it, always in one order: the pending transfers
 // it resolves (by id), then every account it touches (SELECT … ORDER BY
 // id FOR UPDATE). Under those locks it reads the accounts' counters, the
 // transfers whose ids it uses, and the mandates and spends that bind its
@@ -70,8 +72,15 @@ type Ledger struct {
 
 	mu     sync.RWMutex // held for reading by calls, for writing by Close
 	closed bool
-	stop   chan struct{}
-	done   sync.WaitGroup
+
+	// Concurrent CreateTransfers calls share transactions: see submit.
+	qmu   sync.Mutex
+	queue []*call
+	slots chan struct{} // one token per transaction in flight
+
+	commits atomic.Uint64 // transactions of transfers and expiries committed
+	stop    chan struct{}
+	done    sync.WaitGroup
 }
 
 // OpenLedger connects to the database at url, brings the schema up to
@@ -94,6 +103,7 @@ func OpenLedger(ctx context.Context, url string, opts LedgerOptions) (*Ledger, e
 		return nil, fmt.Errorf("open ledger: %w", err)
 	}
 	l.pool = pool
+	l.slots = make(chan struct{}, max(2, pool.Config().MaxConns/2))
 	if opts.ExpiryInterval > 0 {
 		l.done.Add(1)
 		go l.ticker(opts.ExpiryInterval)
@@ -307,11 +317,8 @@ func (l *Ledger) CreateTransfers(ctx context.Context, transfers []ledger.Transfe
 	if len(transfers) == 0 {
 		return res, nil
 	}
-	err := retry(ctx, "create transfers", func() error {
-		_, err := l.run(ctx, transfers, res)
-		return err
-	})
-	if err != nil {
+	c := &call{xs: transfers, res: res, done: make(chan struct{})}
+	if err := l.submit(ctx, c); err != nil {
 		return nil, err
 	}
 	return res, nil
@@ -329,15 +336,24 @@ func (l *Ledger) Tick(ctx context.Context) (int, error) {
 	var n int
 	err := retry(ctx, "expire", func() error {
 		var err error
-		n, err = l.run(ctx, nil, nil)
+		n, err = l.run(ctx, nil)
 		return err
 	})
 	return n, err
 }
 
-// run makes one attempt at a batch of transfers, or at a tick when xs is
-// nil, and returns how many reservations it expired.
-func (l *Ledger) run(ctx context.Context, xs []ledger.Transfer, res []ledger.Result) (int, error) {
+// run makes one attempt at the calls' batches, one after another in one
+// transaction, or at a tick when there are no calls, and returns how many
+// reservations it expired.
+func (l *Ledger) run(ctx context.Context, calls []*call) (int, error) {
+	var xs []ledger.Transfer
+	if len(calls) == 1 {
+		xs = calls[0].xs
+	} else if len(calls) > 1 {
+		for _, c := range calls {
+			xs = append(xs, c.xs...)
+		}
+	}
 	conn, err := l.pool.Acquire(ctx)
 	if err != nil {
 		return 0, err
@@ -358,11 +374,25 @@ func (l *Ledger) run(ctx context.Context, xs []ledger.Transfer, res []ledger.Res
 		return 0, err
 	}
 	t.b.expireDue()
-	if xs != nil {
-		t.b.createTransfers(xs, res)
+	for _, c := range calls {
+		t.b.createTransfers(c.xs, c.res)
 	}
-	return t.b.expired, t.commit(ctx, t.writes())
+	if err := t.commit(ctx, t.writes()); err != nil {
+		return 0, err
+	}
+	l.commits.Add(1)
+	return t.b.expired, nil
 }
+
+// LedgerStats are a Ledger's counters, for this process only.
+type LedgerStats struct {
+	// Commits counts the transactions that committed transfers or
+	// expiries: with group commit, one may carry many calls.
+	Commits uint64
+}
+
+// Stats returns the ledger's counters.
+func (l *Ledger) Stats() LedgerStats { return LedgerStats{Commits: l.commits.Load()} }
 
 // txn is one attempt's transaction, run by hand on a connection so that
 // BEGIN and COMMIT ride in the same round trips as the statements next to

@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -14,7 +15,7 @@ import (
 
 // tripCounter counts the round trips a ledger makes: each statement sent
 // alone, each pipeline of statements, and each statement prepared.
-type tripCounter struct{ n atomic.Int64 }
+type tripCounter struct{ n, commits atomic.Int64 }
 
 func (c *tripCounter) TraceQueryStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryStartData) context.Context {
 	c.n.Add(1)
@@ -25,8 +26,12 @@ func (c *tripCounter) TraceBatchStart(ctx context.Context, _ *pgx.Conn, _ pgx.Tr
 	c.n.Add(1)
 	return ctx
 }
-func (c *tripCounter) TraceBatchQuery(context.Context, *pgx.Conn, pgx.TraceBatchQueryData) {}
-func (c *tripCounter) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEndData)     {}
+func (c *tripCounter) TraceBatchQuery(_ context.Context, _ *pgx.Conn, data pgx.TraceBatchQueryData) {
+	if data.SQL == "COMMIT" && data.Err == nil {
+		c.commits.Add(1)
+	}
+}
+func (c *tripCounter) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEndData) {}
 func (c *tripCounter) TracePrepareStart(ctx context.Context, _ *pgx.Conn, _ pgx.TracePrepareStartData) context.Context {
 	c.n.Add(1)
 	return ctx
@@ -113,6 +118,60 @@ func TestFullBatchIsAFewRoundTrips(t *testing.T) {
 	t.Logf("resolve: %d", got)
 	if got > 6 {
 		t.Errorf("a batch of %d posts and voids took %d round trips, want at most 6", n, got)
+	}
+	if err := l.CheckInvariants(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestConcurrentCallsShareTransactions checks the ledger's group commit:
+// many callers submitting one transfer each at once are served by fewer
+// transactions than calls, and every call gets its own results.
+func TestConcurrentCallsShareTransactions(t *testing.T) {
+	trips := &tripCounter{}
+	l, err := OpenLedger(t.Context(), pgtest.Schema(t), LedgerOptions{tracer: trips})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	treasury, wallet := ledger.IDFromUint64(1), ledger.IDFromUint64(2)
+	if _, err := l.CreateAccounts(t.Context(), []ledger.Account{{ID: treasury}, {ID: wallet}}); err != nil {
+		t.Fatal(err)
+	}
+	const callers, each = 32, 20
+	before := trips.commits.Load()
+	var wg sync.WaitGroup
+	for g := range callers {
+		wg.Go(func() {
+			for i := range each {
+				id := ledger.IDFromUint64(uint64(1000 + g*each + i))
+				// Every caller also resubmits one id, which must answer
+				// exists however the calls were grouped.
+				xs := []ledger.Transfer{{ID: id, DebitAccountID: treasury, CreditAccountID: wallet, Amount: 1},
+					{ID: ledger.IDFromUint64(7), DebitAccountID: treasury, CreditAccountID: wallet, Amount: 1}}
+				res, err := l.CreateTransfers(t.Context(), xs)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if res[0] != ledger.OK || !res[1].Committed() {
+					t.Errorf("results %v", res)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	commits := trips.commits.Load() - before
+	t.Logf("%d calls in %d transactions", callers*each, commits)
+	if commits >= callers*each {
+		t.Errorf("%d calls took %d transactions: no group commit", callers*each, commits)
+	}
+	as, err := l.LookupAccounts(t.Context(), []ledger.ID{wallet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := as[0].CreditsPosted; got != callers*each+1 {
+		t.Errorf("wallet credited %d, want %d", got, callers*each+1)
 	}
 	if err := l.CheckInvariants(t.Context()); err != nil {
 		t.Fatal(err)

@@ -67,15 +67,13 @@ func (e *Engine) Tick(ctx context.Context) (int, error) {
 		// Deadlines are independent of one another: handle them in
 		// parallel so that they share the store's and the ledger's group
 		// commits instead of paying for one each.
-		parallel(jobs, tickWorkers)
+		parallel(jobs, e.cfg.TickWorkers)
 		if !progress {
 			break
 		}
 	}
 	return n, nil
 }
-
-const tickWorkers = 32
 
 // parallel runs jobs on up to workers goroutines and waits for them.
 func parallel(jobs []func(), workers int) {

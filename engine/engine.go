@@ -87,6 +87,12 @@ type Config struct {
 	MaxOutputBytes int
 	// HalfLife is how fast reputation evidence fades. Default 30 days.
 	HalfLife time.Duration
+	// TickWorkers is how many deadlines Tick handles at once, so that
+	// they share group commits. Default 32. With 1, Tick handles them in
+	// order, as a simulation that must be a function of its seed needs:
+	// concurrent settlements commit, rate sellers and draw arbiters in
+	// whatever order the scheduler picks.
+	TickWorkers int
 }
 
 func (c *Config) defaults() error {
@@ -129,6 +135,9 @@ func (c *Config) defaults() error {
 	dur(&c.ArbiterWindow, 60*time.Second)
 	dur(&c.EscrowGrace, time.Hour)
 	dur(&c.HalfLife, 30*24*time.Hour)
+	if c.TickWorkers <= 0 {
+		c.TickWorkers = 32
+	}
 	if c.MaxOutputBytes == 0 {
 		c.MaxOutputBytes = 256 << 10
 	}

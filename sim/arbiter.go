@@ -21,6 +21,23 @@ func (a *arbiter) prepare(ctx context.Context) error {
 	return err
 }
 
+// acceptBar is the quality an honest judge accepts as the work asked for:
+// buyers accept at it, arbiters release at it.
+const acceptBar = 0.5
+
+// verdictFor is the arbiters' rule: release work that meets the bar, pay
+// in proportion to quality down to half the bar, refund below. It
+// returns the verdict and the share of the price it pays.
+func verdictFor(q float64) (string, float64) {
+	switch {
+	case q >= acceptBar:
+		return market.VerdictRelease, 1
+	case q >= acceptBar/2:
+		return market.VerdictPartial, q
+	}
+	return market.VerdictRefund, 0
+}
+
 func (a *arbiter) handle(ev *event) {
 	if ev.Type != market.EventReviewAssigned || !slices.Contains(ev.contract.Arbiters, a.id) {
 		return
@@ -32,13 +49,7 @@ func (a *arbiter) handle(ev *event) {
 		return
 	}
 	q := judge(&a.agentBase, a.sim.world, c, in.Parameters, a.sd)
-	verdict := market.VerdictPartial
-	switch {
-	case q >= 0.6:
-		verdict = market.VerdictRelease
-	case q < 0.3:
-		verdict = market.VerdictRefund
-	}
+	verdict, _ := verdictFor(q)
 	_, err = a.svc().SubmitReview(a.ctx(), market.ReviewRequest{Contract: c.ID, Quality: q, Verdict: verdict})
 	if err != nil && !market.Is(err, market.Conflict) {
 		a.unexpected("submit_review", err)

@@ -32,7 +32,8 @@ func MustMarket(tb testing.TB, seed uint64) sim.Market {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	e, err := engine.New(context.Background(), engine.Config{Store: s, Ledger: l, Key: key, Now: clock.Now, Seed: seed})
+	// One tick worker: deadlines in order, as a seeded run needs.
+	e, err := engine.New(context.Background(), engine.Config{Store: s, Ledger: l, Key: key, Now: clock.Now, Seed: seed, TickWorkers: 1})
 	if err != nil {
 		s.Close()
 		l.Close()

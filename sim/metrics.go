@@ -121,8 +121,8 @@ const welfareDefinition = "Over every task an honest buyer posted: welfare = rea
 	"Prices and fees are transfers and cancel out. The optimum gives each task to the honest seller present when it " +
 	"was posted with the largest expected surplus (0 if none is positive): for prose, value x the seller's mean quality - its cost; " +
 	"for checked work, which is retried until it passes, value - cost / (1 - the seller's error rate); " +
-	"ignoring capacity and latency, so it is an upper bound; for a project, value - the cheapest orchestrator's " +
-	"overhead - the cheapest honest seller's cost of each part."
+	"ignoring capacity and latency; for a project, value - the cheapest orchestrator's " +
+	"overhead - the cheapest honest seller's cost of each part. It bounds the expected welfare; a small run can beat it by luck."
 
 // ReputationMetrics measure how well reputation tracks hidden quality.
 type ReputationMetrics struct {
@@ -205,8 +205,9 @@ type Spike struct {
 }
 
 // SpikeIntent is one intent type's price index around the spike: the mean
-// over the second half of the pre-spike period, the peak after it, and
-// the mean over the last fifth of the posting period.
+// over the last 40% of the pre-spike period (once early entry has
+// settled), the peak after it, and the mean over the last fifth of the
+// posting period.
 type SpikeIntent struct {
 	Intent   string  `json:"intent"`
 	Pre      int64   `json:"pre_microcredits"`
@@ -539,7 +540,7 @@ func (s *sim) attacks(ctx context.Context, deals []*deal) ([]Attack, error) {
 	var injContracts, injPaid, paidAbove, spamPaid int
 	// Free-riders put an injection in a random half of their disputes:
 	// comparing the halves measures what the injected text itself did.
-	var abDisputes, abGood [2]int
+	var abDisputes [2]int
 	var abRefund [2]int64
 	freeBlocked := 0
 	for _, d := range deals {
@@ -567,13 +568,17 @@ func (s *sim) attacks(ctx context.Context, deals []*deal) ([]Attack, error) {
 			}
 		}
 		if d.buyer.class == "free-rider" && d.disputed && d.final {
-			good := d.quality >= 0.6 && d.worked && !d.garbage
-			gain := -d.outcome.ArbiterFeeMicrocredits
-			if good {
-				gain += d.price - paid
-				freeGross += d.price - paid
+			// What an exact arbiter, knowing the true quality, would have
+			// paid; the difference is the attack's gain, signed, since an
+			// arbiter's noise errs both ways; the fees are its cost.
+			q := d.quality
+			if !d.worked || d.garbage {
+				q = 0
 			}
-			freeGain += gain
+			_, share := verdictFor(q)
+			fair := int64(float64(d.price) * share)
+			freeGross += fair - paid
+			freeGain += fair - paid - d.outcome.ArbiterFeeMicrocredits
 			if paid == d.price {
 				freeBlocked++
 			}
@@ -582,10 +587,7 @@ func (s *sim) attacks(ctx context.Context, deals []*deal) ([]Attack, error) {
 				arm = 1
 			}
 			abDisputes[arm]++
-			if good {
-				abGood[arm]++
-				abRefund[arm] += d.price - paid
-			}
+			abRefund[arm] += fair - paid
 		}
 	}
 	var out []Attack
@@ -602,9 +604,9 @@ func (s *sim) attacks(ctx context.Context, deals []*deal) ([]Attack, error) {
 			row.GainedMicrocredits = injGain
 			row.Blocked = max(0, row.Attempts-injPaid-paidAbove)
 			row.Note = fmt.Sprintf("%d contracts with an injecting seller: %d awarded above the bid's price, %d garbage deliveries paid. "+
-				"Disputes with an injection refunded %s of good work over %d disputes (%d on good work); without, %s over %d (%d): "+
-				"the text changes nothing, and arbiter noise is counted under free-riding",
-				injContracts, paidAbove, injPaid, credits(abRefund[1]), abDisputes[1], abGood[1], credits(abRefund[0]), abDisputes[0], abGood[0])
+				"Free-riders inject into a random half of their disputes: refunds beyond an exact verdict were %s credits over %d injected disputes "+
+				"and %s over %d plain ones; arbiters never read the text, and their noise is counted under free-riding",
+				injContracts, paidAbove, injPaid, credits(abRefund[1]), abDisputes[1], credits(abRefund[0]), abDisputes[0])
 		case name == AttackNonDelivery:
 			row.GainedMicrocredits = nonGain
 			row.Blocked = row.Attempts
@@ -617,7 +619,7 @@ func (s *sim) attacks(ctx context.Context, deals []*deal) ([]Attack, error) {
 		case name == AttackFreeRide:
 			row.GainedMicrocredits = freeGain
 			row.Blocked = freeBlocked
-			row.Note = fmt.Sprintf("blocked: disputes the arbiter released in full; gain: %s of refunds on work of true quality 0.6 or more (arbiter noise near the verdict thresholds), less the arbiter fees the disputes cost",
+			row.Note = fmt.Sprintf("blocked: disputes the arbiter released in full; gain: refunds beyond what an exact verdict on the true quality pays (%s credits, signed: arbiter noise errs both ways), less the arbiter fees the disputes cost",
 				credits(freeGross))
 		case name == AttackOverspend:
 			row.GainedMicrocredits = s.overspent(deals)
@@ -793,7 +795,7 @@ func (s *sim) spike(w *world) *Spike {
 			}
 			v := r.PriceIndexMicrocredits
 			switch {
-			case r.T > at/2 && r.T <= at:
+			case r.T > 0.6*at && r.T <= at:
 				pre = append(pre, float64(v))
 			case r.T > at && r.T <= d && v > si.Peak:
 				si.Peak, si.PeakAt = v, r.T

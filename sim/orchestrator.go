@@ -68,6 +68,15 @@ func (o *orchestrator) quote(params json.RawMessage) int64 {
 	return int64(float64(sum+o.overhead) * o.markup)
 }
 
+// refTotal is the reference cost of all a project's parts.
+func (o *orchestrator) refTotal(kinds []*kind, ps []json.RawMessage) int64 {
+	var sum int64
+	for i, k := range kinds {
+		sum += referenceCost(k, estimateWork(k, ps[i]))
+	}
+	return sum
+}
+
 func (o *orchestrator) handle(ev *event) {
 	switch ev.Type {
 	case market.EventIntentPosted:
@@ -130,7 +139,10 @@ func (o *orchestrator) start(c *market.Contract) {
 	kinds, ps := projectParts(in.Parameters)
 	for i, k := range kinds {
 		pt := &part{p: p, i: i, k: k, params: ps[i]}
-		pt.budget = min(referenceCost(k, estimateWork(k, ps[i]))*18/10, c.PriceMicrocredits/int64(len(kinds)))
+		// Each part may cost up to twice its reference cost, within its
+		// share of the project's price.
+		share := c.PriceMicrocredits * referenceCost(k, estimateWork(k, ps[i])) / max(1, o.refTotal(kinds, ps))
+		pt.budget = min(referenceCost(k, estimateWork(k, ps[i]))*2, share)
 		if p.root != nil && i < len(p.root.parts) {
 			pt.t = p.root.parts[i]
 		} else {

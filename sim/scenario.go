@@ -62,10 +62,10 @@ func Scenarios() []*Scenario {
 		},
 		{
 			Name:        "demand-spike",
-			Description: "demand triples a third of the way in; incumbents reprice; entrants join where the price index pays",
+			Description: "demand jumps 2.5-fold 45% of the way in; incumbents reprice; entrants join where the price index pays",
 			Agents:      60, MinAgents: 20, Duration: 15 * time.Minute, Step: time.Second,
 			Sample: 15 * time.Second, Window: 2 * time.Minute, Workers: 1, Kinds: []*kind{kindSort, kindTranslate},
-			SpikeAt: 1.0 / 3, SpikeFactor: 3,
+			SpikeAt: 0.45, SpikeFactor: 2.5,
 			build: buildSpike,
 		},
 		{
@@ -139,7 +139,7 @@ func (s *sim) honestBuyer(name string, kinds []*kind, interval time.Duration) *b
 		agentBase: agentBase{name: name, class: "buyer", honest: true, operator: "op-" + name,
 			roles: []market.Role{market.RoleBuyer}},
 		mix: kinds, interval: interval, valueMult: s.uniform(2.5, 4), funds: 100 * market.Credit,
-		speedWeight: 0.02, haggle: s.rng.IntN(4) == 0, perceiveSD: 0.08, acceptAt: 0.5,
+		speedWeight: 0.02, haggle: s.rng.IntN(4) == 0, perceiveSD: 0.08, acceptAt: acceptBar,
 	}
 }
 
@@ -184,24 +184,38 @@ func buildBaseline(s *sim, n int) error {
 	return nil
 }
 
+// buildSpike is a market of two kinds whose sellers have little spare
+// capacity, so that when demand jumps, capacity binds: fewer sellers are
+// free to bid, demand-driven and learning sellers raise their prices, and
+// the price index rises until it pays dormant entrants to join. Entrants
+// watch from the start, so the market before the spike is already one of
+// free entry.
 func buildSpike(s *sim, n int) error {
 	kinds := []*kind{kindSort, kindTranslate}
 	arbiters := 3
 	sellers := max(4, n/6)
-	entrants := max(4, n/5)
+	entrants := max(4, n/3)
 	buyers := n - arbiters - sellers - entrants
 	for i := 0; i < arbiters; i++ {
 		s.add(s.arbiterAgent(fmt.Sprintf("arbiter-%d", i)))
 	}
+	spikeSeller := func(name string, k *kind, i int) *seller {
+		sl := s.honestSeller(name, []*kind{k}, 1+i%2) // demand-driven and learning pricing
+		sl.errRate, sl.quality, sl.capacity = s.uniform(0, 0.08), s.uniform(0.75, 0.97), 2
+		return sl
+	}
 	for i := 0; i < sellers; i++ {
 		k := kinds[i%len(kinds)]
-		sl := s.honestSeller(fmt.Sprintf("seller-%s-%d", strings.ToLower(k.Intent), i), []*kind{k}, 1+i/len(kinds)%2)
-		s.add(sl)
+		s.add(spikeSeller(fmt.Sprintf("seller-%s-%d", strings.ToLower(k.Intent), i), k, i/len(kinds)))
 	}
 	for i := 0; i < entrants; i++ {
 		k := kinds[i%len(kinds)]
-		sl := s.honestSeller(fmt.Sprintf("entrant-%s-%d", strings.ToLower(k.Intent), i), []*kind{k}, 1+i/len(kinds)%2)
-		sl.class, sl.entrant, sl.dormant, sl.hurdle = "entrant", true, true, s.uniform(0.3, 0.45)
+		sl := spikeSeller(fmt.Sprintf("entrant-%s-%d", strings.ToLower(k.Intent), i), k, i/len(kinds))
+		// A deep pool of similar would-be sellers: free entry holds the
+		// long-run price near their common threshold, before the spike
+		// and after it.
+		sl.class, sl.entrant, sl.dormant = "entrant", true, true
+		sl.costMult, sl.hurdle = s.uniform(0.9, 1.1), s.uniform(0.3, 0.4)
 		s.add(sl)
 	}
 	for i := 0; i < buyers; i++ {
@@ -313,7 +327,7 @@ func buildEnterprise(s *sim, n int) error {
 	for i := 0; i < orchestrators; i++ {
 		s.add(&orchestrator{agentBase: agentBase{name: fmt.Sprintf("orchestrator-%d", i), class: "orchestrator", honest: true,
 			operator: fmt.Sprintf("op-orchestrator-%d", i), roles: []market.Role{market.RoleBuyer, market.RoleSeller}},
-			markup: s.uniform(1.1, 1.3), capacity: 4, overhead: 200_000})
+			markup: s.uniform(1.15, 1.3), capacity: 8, overhead: 200_000})
 	}
 	for i := 0; i < clients; i++ {
 		b := s.honestBuyer(fmt.Sprintf("client-%d", i), []*kind{kindProject}, 50*time.Second)

@@ -153,8 +153,9 @@ func (s *seller) wake() {
 }
 
 // scout is an entrant's look at the market: it joins when the price
-// index of its kind exceeds its own cost of the work on offer by its
-// hurdle. Stats and Intents are public, so it needs no registration.
+// index of its kind, discounted by the share of the price it expects to
+// be paid, exceeds its own cost of the work on offer by its hurdle. Stats
+// and Intents are public, so it needs no registration.
 func (s *seller) scout() {
 	if !s.dormant || !s.sim.posting() {
 		return
@@ -185,9 +186,10 @@ func (s *seller) scout() {
 			n++
 		}
 	}
-	if st.PriceIndexMicrocredits > 0 && n > 0 {
+	// An index over a handful of fills is noise: wait for evidence.
+	if st.Fills >= 20 && n > 0 {
 		cost := s.cost(k, work/n)
-		if float64(st.PriceIndexMicrocredits) >= float64(cost)*(1+s.hurdle) {
+		if float64(st.PriceIndexMicrocredits)*s.payRate() >= float64(cost)*(1+s.hurdle) {
 			if err := s.sim.join(context.Background(), s); err != nil {
 				s.unexpected("join", err)
 				return

@@ -208,8 +208,8 @@ func (s *sim) setup(ctx context.Context) error {
 		return err
 	}
 	for _, a := range s.agents {
-		if d, ok := a.(interface{ wake() }); ok && !a.base().dormant {
-			d.wake()
+		if d, ok := a.(interface{ wake() }); ok {
+			d.wake() // dormant agents wake to decide whether to join
 		}
 	}
 	return nil
@@ -460,6 +460,7 @@ func (s *sim) pump(ctx context.Context) error {
 				return err
 			}
 			s.world.observe(evs[i])
+
 		}
 		var order []agent
 		work := map[agent][]func(){}

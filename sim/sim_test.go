@@ -12,7 +12,9 @@ import (
 )
 
 func TestDeterminism(t *testing.T) {
-	cfg := sim.Config{Scenario: "baseline", Agents: 20, Seed: 7, Duration: 75 * time.Second}
+	// The adversarial scenario exercises the most: disputes, audits,
+	// arbiters, rings, spam, mandates.
+	cfg := sim.Config{Scenario: "adversarial", Agents: 40, Seed: 7, Duration: 60 * time.Second}
 	first := MustRun(t, cfg)
 	second := MustRun(t, cfg)
 	a, err := first.MetricsJSON()

@@ -49,7 +49,8 @@ func (k *kind) variant(intent string) *kind {
 
 // policy is the acceptance policy a buyer asks for.
 func (k *kind) policy() market.Acceptance {
-	if k.fuzzy() {
+	if k.Checker == "" {
+		// Prose and whole projects: the buyer reviews, an arbiter decides disputes.
 		return market.Acceptance{Policy: market.AcceptBuyer}
 	}
 	return market.Acceptance{Policy: market.AcceptChecker, Checker: k.Checker}

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/agentmarket/agentmarket/engine"
 	"github.com/agentmarket/agentmarket/progress"
 	"github.com/agentmarket/agentmarket/sim"
 )
@@ -51,7 +52,8 @@ func runSim(ctx context.Context, e *env, args []string) error {
 		return errors.New("sim --server: running against a server needs the Go SDK (package client), which is not in this build yet; run in-process for now")
 	}
 	cfg := sim.Config{Scenario: *scenario, Agents: *agents, Seed: *seed, Duration: *duration, Workers: *workers}
-	if _, _, err := cfg.Resolve(); err != nil {
+	resolved, _, err := cfg.Resolve()
+	if err != nil {
 		return err
 	}
 
@@ -67,7 +69,11 @@ func runSim(ctx context.Context, e *env, args []string) error {
 		return fmt.Errorf("data dir %s is not empty: a simulation starts from an empty market", dir)
 	}
 	clock := sim.NewVirtual(sim.Epoch)
-	st, err := openStack(ctx, dir, stackOptions{Now: clock.Now, Seed: *seed})
+	st, err := openStack(ctx, dir, stackOptions{Now: clock.Now, Seed: *seed, Tweak: func(c *engine.Config) {
+		if resolved.Workers <= 1 {
+			c.TickWorkers = 1 // deadlines in order: the run is a function of its seed
+		}
+	}})
 	if err != nil {
 		return err
 	}

@@ -479,6 +479,10 @@ func (l *Ledger) applier() {
 		if cur == nil {
 			select {
 			case r := <-l.reqs:
+				if l.failed.Load() != nil {
+					l.refuse(r)
+					continue
+				}
 				newRecord()
 				l.apply(r, cur)
 			case <-l.stop:
@@ -498,6 +502,10 @@ func (l *Ledger) applier() {
 			// record keep absorbing requests during the previous fsync.
 			handOff()
 		case r := <-l.reqs:
+			if l.failed.Load() != nil {
+				l.refuse(r)
+				continue
+			}
 			if len(l.st.buf)+r.size() > recordTarget+1<<20 {
 				handOff()
 				newRecord()
@@ -509,6 +517,15 @@ func (l *Ledger) applier() {
 			return
 		}
 	}
+}
+
+// refuse fails a request without applying it, once a journal write has
+// failed. Nothing can be made durable any more, and the record buffers
+// that failed writes held never return to the pool: building another
+// record could wait for one forever, and Close with it.
+func (l *Ledger) refuse(r *request) {
+	r.err = l.err()
+	close(r.done)
 }
 
 // drain fails the requests still queued at shutdown.

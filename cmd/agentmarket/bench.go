@@ -15,9 +15,13 @@ import (
 	"github.com/agentmarket/agentmarket/ledger"
 )
 
-const benchUsage = "usage: agentmarket bench ledger [--quick] [--duration D] [--transfers N] [--pg URL] [--db URL] [--json] [--memory [--rss-transfers N]]"
+const benchUsage = "usage: agentmarket bench ledger [--quick] [--duration D] [--transfers N] [--pg URL] [--db URL] [--json] [--memory [--rss-transfers N]]\n" +
+	"       agentmarket bench http [--quick] [--duration D] [--agents N] [--inflight N] [--systems in-process,http] [--json] [--cpuprofile FILE]"
 
 func runBench(ctx context.Context, e *env, args []string) error {
+	if len(args) > 0 && args[0] == "http" {
+		return runBenchHTTP(ctx, e, args[1:])
+	}
 	if len(args) == 0 || args[0] != "ledger" {
 		return errors.New(benchUsage)
 	}

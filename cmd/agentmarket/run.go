@@ -42,7 +42,7 @@ func (e *env) envOr(key, def string) string {
 func commands() map[string]command {
 	return map[string]command{
 		"ledger":    {"ledger tools: verify", runLedger},
-		"bench":     {"benchmarks against naive baselines: ledger", runBench},
+		"bench":     {"benchmarks beside their baselines: ledger; http (whole trades over HTTP vs in-process)", runBench},
 		"serve":     {"the marketplace: HTTP API, event stream, agent card", runServe},
 		"sim":       {"run a seeded simulation of an agent economy and write a report", runSim},
 		"mcp":       {"MCP tools for one agent over stdio; mcp token: a bearer token for /mcp", runMCP},

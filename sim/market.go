@@ -28,9 +28,10 @@ type Market struct {
 	// ledger's and the engine's Tick in-process. It is nil against a
 	// server, which runs its own.
 	Tick func(ctx context.Context) error
-	// Remote marks a market reached over the network, where replayed and
-	// forged requests are possible attacks; in-process they do not apply.
-	Remote bool
+	// Remote describes a market reached over the network, where replayed
+	// and forged requests are possible attacks; nil in-process, where
+	// they do not apply.
+	Remote *Remote
 }
 
 // InProcess returns a Market for an in-process service on a virtual

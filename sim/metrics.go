@@ -255,7 +255,7 @@ const minContracts = 10
 func (s *sim) finish(ctx context.Context) (*Result, error) {
 	w := s.world
 	m := Metrics{Scenario: s.sc.Name, Seed: s.cfg.Seed, Agents: s.cfg.Agents, Workers: s.cfg.Workers,
-		Deterministic:   s.cfg.Workers <= 1 && !s.cfg.Market.Remote,
+		Deterministic:   s.cfg.Workers <= 1 && s.cfg.Market.Remote == nil,
 		DurationSeconds: s.cfg.Duration.Seconds(), EndSeconds: s.elapsed().Seconds(), Steps: s.steps,
 		Population: map[string]int{}}
 	for _, a := range s.agents {
@@ -625,10 +625,21 @@ func (s *sim) attacks(ctx context.Context, deals []*deal) ([]Attack, error) {
 			row.GainedMicrocredits = s.overspent(deals)
 			row.Note = "awards past the operator's mandate (a per-transfer cap and a budget); the ledger refuses them in the award's atomic step"
 		case name == AttackReplay || name == AttackForgery:
-			row.Applicable = s.cfg.Market.Remote
+			row.Applicable = s.cfg.Market.Remote != nil
 			if !row.Applicable {
 				row.Note = "n/a in-process: requests are neither signed nor transported"
+				break
 			}
+			if name == AttackReplay {
+				row.Note = "signed requests overheard on the wire, sent again verbatim: the nonce was used"
+				break
+			}
+			gain, err := s.wireGain(ctx)
+			if err != nil {
+				return nil, err
+			}
+			row.GainedMicrocredits = gain
+			row.Note = "a signed body altered, a request in a victim's name signed with the attacker's key, and a mint signed by a non-operator; gained: the attacker's wallet beyond its grant"
 		case strings.HasPrefix(name, AttackSybil):
 			if !s.hasRing(name) {
 				continue
@@ -648,7 +659,7 @@ func (s *sim) attacks(ctx context.Context, deals []*deal) ([]Attack, error) {
 		}
 		out = append(out, row)
 	}
-	if len(out) == 2 && out[0].Name == AttackReplay && out[1].Name == AttackForgery && !s.cfg.Market.Remote {
+	if len(out) == 2 && out[0].Name == AttackReplay && out[1].Name == AttackForgery && s.cfg.Market.Remote == nil {
 		return []Attack{}, nil // no adversaries in this population
 	}
 	return out, nil

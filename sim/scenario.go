@@ -242,6 +242,10 @@ func buildAdversarial(s *sim, n int) error {
 	sellers := max(len(tradedKinds), honest*35/100)
 	buildMarket(s, sellers, honest-arbiters-sellers, arbiters, tradedKinds, 18*time.Second)
 	adv := n - honest
+	// The wire attacker acts only against a server.
+	s.add(&wireAttacker{agentBase: agentBase{name: "wire-attacker", class: "wire-attacker", operator: "op-wire",
+		roles: []market.Role{market.RoleSeller}}})
+	adv--
 	// A fixed cast, then more of each in turn while agents remain.
 	add := func(i int) int {
 		switch i % 7 {

@@ -30,6 +30,9 @@ type Config struct {
 	// Duration is how long buyers keep posting work, in market time. The
 	// run then winds down until the open contracts settle.
 	Duration time.Duration
+	// WindDown bounds how long the run waits, after buyers stop posting,
+	// for the open contracts to settle. Default 4 minutes.
+	WindDown time.Duration
 	// Workers is how many agents act at once. With one, agents act in a
 	// fixed order and an in-process run is deterministic; with more, the
 	// engine sees concurrent calls (and group-commits them) in whatever
@@ -65,6 +68,9 @@ func (c Config) Resolve() (Config, *Scenario, error) {
 	if c.Workers <= 0 {
 		c.Workers = sc.Workers
 	}
+	if c.WindDown <= 0 {
+		c.WindDown = windDown
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -78,11 +84,10 @@ func (c Config) Steps() int64 {
 	if err != nil {
 		return 0
 	}
-	return int64((c.Duration + windDown) / sc.Step)
+	return int64((c.Duration + c.WindDown) / sc.Step)
 }
 
-// windDown bounds how long a run waits, after buyers stop posting, for
-// the open contracts to settle.
+// windDown is the default wind-down.
 const windDown = 4 * time.Minute
 
 // Run runs a simulation and returns its result.
@@ -244,7 +249,7 @@ func (s *sim) join(ctx context.Context, a agent) error {
 // work has settled, or the wind-down runs out.
 func (s *sim) loop(ctx context.Context) error {
 	s.nextSample = s.start
-	limit := s.end.Add(windDown)
+	limit := s.end.Add(s.cfg.WindDown)
 	for s.now().Before(limit) {
 		if err := s.clock.Advance(ctx, s.sc.Step); err != nil {
 			return err

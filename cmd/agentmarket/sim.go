@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -12,8 +13,11 @@ import (
 	"strconv"
 	"strings"
 	"text/tabwriter"
+	"time"
 
+	"github.com/agentmarket/agentmarket/client"
 	"github.com/agentmarket/agentmarket/engine"
+	"github.com/agentmarket/agentmarket/market"
 	"github.com/agentmarket/agentmarket/progress"
 	"github.com/agentmarket/agentmarket/sim"
 )
@@ -32,7 +36,9 @@ func runSim(ctx context.Context, e *env, args []string) error {
 	out := fs.String("out", "report", "where to write report.html, metrics.json and timeseries.csv")
 	data := fs.String("data", "", "a new data directory for the in-process market (default: a temporary one, removed afterwards)")
 	workers := fs.Int("workers", 0, "agents acting at once (default: the scenario's); above 1 a run is faster and not reproducible")
-	server := fs.String("server", "", "run the agents against the market server at URL instead of in-process")
+	server := fs.String("server", "", "run the agents against the market server at URL instead of in-process, on the wall clock")
+	opKeyPath := fs.String("operator-key", e.getenv("AGENTMARKET_OPERATOR_KEY"),
+		"with --server: the file holding the server's operator key (env AGENTMARKET_OPERATOR_KEY), which funds agents and reads the event stream")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the run to this file")
 	list := fs.Bool("list", false, "list the scenarios and exit")
 	if err := fs.Parse(args); err != nil {
@@ -48,13 +54,21 @@ func runSim(ctx context.Context, e *env, args []string) error {
 		}
 		return tw.Flush()
 	}
-	if *server != "" {
-		return errors.New("sim --server: running against a server needs the Go SDK (package client), which is not in this build yet; run in-process for now")
-	}
 	cfg := sim.Config{Scenario: *scenario, Agents: *agents, Seed: *seed, Duration: *duration, Workers: *workers}
 	resolved, _, err := cfg.Resolve()
 	if err != nil {
 		return err
+	}
+	if *server != "" {
+		if *opKeyPath == "" {
+			return errors.New("sim --server needs --operator-key: the operator funds the agents and reads the event stream")
+		}
+		opKey, _, _, err := operatorKey(*opKeyPath, "")
+		if err != nil {
+			return err
+		}
+		cfg.Market = remoteMarket(*server, opKey)
+		return simulate(ctx, e, cfg, *out, *cpuProfile, nil)
 	}
 
 	dir := *data
@@ -85,9 +99,20 @@ func runSim(ctx context.Context, e *env, args []string) error {
 		_, err := st.Engine.Tick(ctx)
 		return err
 	})
+	return simulate(ctx, e, cfg, *out, *cpuProfile, func(ctx context.Context) error {
+		if err := st.Ledger.CheckInvariants(ctx); err != nil {
+			return fmt.Errorf("the ledger's invariants broke: %w", err)
+		}
+		return nil
+	})
+}
 
-	if *cpuProfile != "" {
-		f, err := os.Create(*cpuProfile)
+// simulate runs a configured simulation with a progress display, checks
+// the market afterwards (when check is set), prints the summary and
+// writes the report into out.
+func simulate(ctx context.Context, e *env, cfg sim.Config, out, cpuProfile string, check func(context.Context) error) error {
+	if cpuProfile != "" {
+		f, err := os.Create(cpuProfile)
 		if err != nil {
 			return fmt.Errorf("create cpu profile: %w", err)
 		}
@@ -97,15 +122,17 @@ func runSim(ctx context.Context, e *env, args []string) error {
 		}
 		defer pprof.StopCPUProfile()
 	}
-	tracker := progress.Start(e.stderr, progress.Options{Label: "sim " + *scenario, Unit: "steps", Total: cfg.Steps()})
+	tracker := progress.Start(e.stderr, progress.Options{Label: "sim " + cfg.Scenario, Unit: "steps", Total: cfg.Steps()})
 	cfg.Progress = tracker
 	res, err := sim.Run(ctx, cfg)
 	tracker.Finish()
 	if err != nil {
-		return fmt.Errorf("sim %s: %w", *scenario, err)
+		return fmt.Errorf("sim %s: %w", cfg.Scenario, err)
 	}
-	if err := st.Ledger.CheckInvariants(ctx); err != nil {
-		return fmt.Errorf("sim %s: the ledger's invariants broke: %w", *scenario, err)
+	if check != nil {
+		if err := check(ctx); err != nil {
+			return fmt.Errorf("sim %s: %w", cfg.Scenario, err)
+		}
 	}
 	if err := res.WriteSummary(e.stdout); err != nil {
 		return err
@@ -113,11 +140,30 @@ func runSim(ctx context.Context, e *env, args []string) error {
 	if rss := peakRSS(); rss > 0 {
 		fmt.Fprintf(e.stdout, "peak memory %d MiB (resident), %d MiB from the Go runtime\n", rss>>20, res.Wall.Sys>>20)
 	}
-	if err := res.WriteFiles(*out); err != nil {
+	if err := res.WriteFiles(out); err != nil {
 		return err
 	}
-	fmt.Fprintf(e.stdout, "report: %s\n", filepath.Join(*out, "report.html"))
+	fmt.Fprintf(e.stdout, "report: %s\n", filepath.Join(out, "report.html"))
 	return nil
+}
+
+// remoteMarket is a sim.Market over the Go SDK: each agent signs its own
+// requests with its own key, and the operator's client funds agents and
+// reads the whole event stream. The agents' requests pass through a
+// wiretap, so that the replay attack has real requests to replay.
+func remoteMarket(url string, operator market.PrivateKey) sim.Market {
+	tap := &sim.Wiretap{Next: &http.Transport{MaxIdleConnsPerHost: 64, IdleConnTimeout: 90 * time.Second}}
+	agents := &http.Client{Transport: tap}
+	return sim.Market{
+		Connect: func(ctx context.Context, key market.PrivateKey) (sim.Session, error) {
+			if key.IsZero() {
+				return sim.Session{Service: client.New(url, operator), Ctx: ctx}, nil
+			}
+			return sim.Session{Service: client.New(url, key, client.WithHTTPClient(agents)), Ctx: ctx}, nil
+		},
+		Clock:  sim.WallClock{},
+		Remote: &sim.Remote{URL: url, HTTP: &http.Client{Timeout: 10 * time.Second}, Tap: tap},
+	}
 }
 
 func scenarioList() string {

@@ -2,8 +2,10 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -376,6 +378,29 @@ func TestCLICommands(t *testing.T) {
 		if out := c.ok("events", "--key", keys["buyer"], "--after", fmt.Sprint(evs[1].Seq), "--types", "intent.posted"); strings.Count(out, "intent.posted") != 1 {
 			t.Fatalf("events --after:\n%s", out)
 		}
+
+		// --follow streams JSON lines until interrupted, then exits cleanly.
+		ctx, cancel := context.WithCancel(t.Context())
+		defer cancel()
+		out := &syncBuffer{}
+		done := make(chan error, 1)
+		go func() {
+			done <- run(ctx, []string{"events", "--key", keys["seller"], "--server", srv.URL, "--types", "intent.posted", "--follow", "--json"},
+				func(string) string { return "" }, strings.NewReader(""), out, io.Discard)
+		}()
+		waitFor(t, "the three past intents on the stream", func() bool { return strings.Count(out.String(), "\n") >= 3 })
+		intent := c.id("intent", "post", "--key", keys["buyer"], "--intent", "SORT_LIST", "--params", `{"items":[1]}`, "--budget", "1cr")
+		waitFor(t, "the new intent on the stream", func() bool { return strings.Contains(out.String(), intent) })
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatalf("events --follow: %v", err)
+		}
+		for _, line := range strings.Split(strings.TrimSpace(out.String()), "\n") {
+			var ev market.Event
+			if err := json.Unmarshal([]byte(line), &ev); err != nil || ev.Type != market.EventIntentPosted {
+				t.Fatalf("line %q: %v", line, err)
+			}
+		}
 	})
 
 	t.Run("ErrorsShowTheProblemCode", func(t *testing.T) {
@@ -384,7 +409,7 @@ func TestCLICommands(t *testing.T) {
 			want string
 		}{
 			{[]string{"intent", "show", "int_nope"}, "intent show: intent_not_found: "},
-			{[]string{"balance", "--key", keys["buyer"], "--agent", dids["seller"]}, "balance: "},
+			{[]string{"balance", "--key", keys["buyer"], "--agent", dids["seller"]}, "balance: not_your_wallet: "},
 			{[]string{"bid", "--key", keys["seller"], "--intent", "int_nope", "--price", "2.5", "--latency-ms", "1"}, "ambiguous"},
 			{[]string{"bid", "--key", keys["seller"], "--intent", "int_nope", "--price", "2cr", "--latency-ms", "1"}, "bid: intent_not_found"},
 			{[]string{"balance"}, "--key is required"},

@@ -399,6 +399,19 @@ func TestCloseUnderLoad(t *testing.T) {
 			}
 		})
 	}
+	// History queries race the close too: they answer, or say the ledger
+	// is closed.
+	wg.Go(func() {
+		for {
+			_, err := l.AccountTransfers(t.Context(), id(hotMarket), ledger.TransferPage{Limit: 1})
+			if err != nil {
+				if !errors.Is(err, ledger.ErrClosed) {
+					t.Errorf("account transfers racing close: %v, want ErrClosed", err)
+				}
+				return
+			}
+		}
+	})
 	// Let some transfers through before closing.
 	waitFor(t, func() bool { return len(outcomes) >= 50 })
 	mustClose(t, l)

@@ -797,7 +797,15 @@ func TestBatchLimits(t *testing.T) {
 
 func TestClosedLedgerRefusesCalls(t *testing.T) {
 	l := mustOpen(t, t.TempDir(), ledger.Options{})
+	mustCreateAccounts(t, l, ledger.Account{ID: id(1)}, ledger.Account{ID: id(2)})
+	mustTransfer(t, l, plain(3, 1, 2, 1))
 	mustClose(t, l)
+	// Bounded, so that a call that would wait forever fails instead.
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	if _, err := l.AccountTransfers(ctx, id(1), ledger.TransferPage{}); !errors.Is(err, ledger.ErrClosed) {
+		t.Errorf("account transfers after close: got %v, want ErrClosed", err)
+	}
 	if _, err := l.CreateTransfers(t.Context(), []ledger.Transfer{plain(1, 1, 2, 1)}); !errors.Is(err, ledger.ErrClosed) {
 		t.Errorf("create transfers after close: got %v, want ErrClosed", err)
 	}

@@ -431,6 +431,13 @@ func (l *Ledger) AccountTransfers(ctx context.Context, account ID, page Transfer
 	if l.proj == nil {
 		return nil, errors.New("ledger: projection disabled")
 	}
+	// Close waits for the query, and a closed ledger answers at once:
+	// its projection no longer advances, and its database is closed.
+	l.closeMu.RLock()
+	defer l.closeMu.RUnlock()
+	if l.closed {
+		return nil, ErrClosed
+	}
 	if err := l.proj.waitFor(ctx, l.durable.Load()); err != nil {
 		return nil, err
 	}

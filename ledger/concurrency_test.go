@@ -183,6 +183,15 @@ func hotWorker(t *testing.T, l *ledger.Ledger, w, ops int, tl tally) error {
 			}
 			if res[0] == ledger.OK {
 				tl.post(from, to, x.Amount)
+				// Read your writes, while others' records are in flight.
+				got, err := l.LookupTransfer(t.Context(), x.ID)
+				if err != nil {
+					return err
+				}
+				got.Timestamp = 0
+				if got != x {
+					return errors.New("an acknowledged transfer reads back changed: " + x.ID.String())
+				}
 			} else if res[0] != ledger.InsufficientFunds {
 				return errors.New("plain transfer: " + res[0].String())
 			}

@@ -781,6 +781,37 @@ func TestTransferResults(t *testing.T) {
 	}
 }
 
+func TestResultCodesAreStable(t *testing.T) {
+	// Clients store and compare these codes: numbers and names are
+	// append-only.
+	want := []string{
+		"ok", "linked_event_failed", "linked_event_chain_open", "exists", "exists_with_different_fields",
+		"id_must_not_be_zero", "flags_invalid", "account_counters_must_be_zero", "account_not_found",
+		"same_account", "zero_amount", "insufficient_funds", "pending_id_must_be_zero",
+		"pending_id_must_not_be_zero", "pending_id_must_be_different", "timeout_reserved_for_pending",
+		"pending_not_found", "pending_transfer_not_pending", "pending_transfer_has_different_accounts",
+		"pending_transfer_has_different_amount", "pending_already_posted", "pending_already_voided",
+		"pending_expired", "exceeds_pending_amount", "mandate_violated", "overflow",
+	}
+	var got []string
+	for r := range ledger.Result(len(want)) {
+		text, err := r.MarshalText()
+		if err != nil || string(text) != r.String() {
+			t.Errorf("%d: MarshalText %q, %v; String %q", r, text, err, r)
+		}
+		got = append(got, r.String())
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("result codes (-want +got):\n%s", diff)
+	}
+	if got := ledger.Result(len(want)).String(); got != "result(26)" {
+		t.Errorf("an unknown result reads %q", got)
+	}
+	if !ledger.Exists.Committed() || !ledger.OK.Committed() || ledger.LinkedEventFailed.Committed() {
+		t.Error("Committed holds for exactly OK and Exists")
+	}
+}
+
 func TestBatchLimits(t *testing.T) {
 	l := mustOpen(t, t.TempDir(), ledger.Options{})
 	if _, err := l.CreateTransfers(t.Context(), make([]ledger.Transfer, ledger.MaxBatch+1)); !errors.Is(err, ledger.ErrBatchTooLarge) {

@@ -349,7 +349,7 @@ func rankBids(a *agentBase, k *kind, value int64, speedWeight float64, bids []ma
 		if bid.State != market.BidActive {
 			continue
 		}
-		rep, err := a.svc().Reputation(a.ctx(), bid.Seller, k.Intent)
+		rep, err := a.reputation(bid.Seller, k.Intent)
 		if err != nil {
 			a.unexpected("reputation", err)
 			continue

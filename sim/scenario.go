@@ -369,10 +369,11 @@ func buildScale(s *sim, n int) error {
 		k := kinds[(i/100)%segments]
 		if i%100 < 28 {
 			sl := s.honestSeller(fmt.Sprintf("seller-%d", i), []*kind{k}, i/segments)
+			sl.attention = 0.15 // about four of a segment's 28 sellers bid on each intent
 			s.add(sl)
 			continue
 		}
-		b := s.honestBuyer(fmt.Sprintf("buyer-%d", i), []*kind{k}, 2*time.Minute)
+		b := s.honestBuyer(fmt.Sprintf("buyer-%d", i), []*kind{k}, 10*time.Second)
 		b.funds, b.haggle = 0, false
 		s.add(b)
 	}

@@ -528,6 +528,41 @@ type agentBase struct {
 	id   market.AgentID
 	sess Session
 	rng  *rand.Rand
+	reps map[repKey]cachedRep
+}
+
+type repKey struct {
+	agent  market.AgentID
+	intent string
+}
+
+type cachedRep struct {
+	rep market.Reputation
+	at  time.Time
+}
+
+// repTTL is how long an agent trusts a reputation it read: reputations
+// move slowly, and reading one for every bid is most of a buyer's load
+// on the market.
+const repTTL = 30 * time.Second
+
+// reputation returns another agent's reputation for an intent type, read
+// from the market at most once per repTTL.
+func (b *agentBase) reputation(id market.AgentID, intent string) (market.Reputation, error) {
+	k := repKey{id, intent}
+	now := b.sim.now()
+	if c, ok := b.reps[k]; ok && now.Sub(c.at) < repTTL {
+		return c.rep, nil
+	}
+	rep, err := b.svc().Reputation(b.ctx(), id, intent)
+	if err != nil {
+		return rep, err
+	}
+	if b.reps == nil {
+		b.reps = map[repKey]cachedRep{}
+	}
+	b.reps[k] = cachedRep{rep, now}
+	return rep, nil
 }
 
 func (b *agentBase) base() *agentBase { return b }

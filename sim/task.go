@@ -132,6 +132,17 @@ func (t *task) solve() (json.RawMessage, int64, error) {
 	return t.out, t.work, t.err
 }
 
+// release drops a done task's parameters and answer, which nothing needs
+// once it is paid for, so that a long run's memory grows with its tasks'
+// accounts, not with their data. Its work is kept, measured first.
+func (t *task) release() {
+	if t.kind.Project || t.parent != nil {
+		return // a project's parts are read until the project settles
+	}
+	t.solve()
+	t.params, t.out = nil, nil
+}
+
 // newTask generates a task of kind k with the buyer's randomness.
 func newTask(seq int, k *kind, rng *rand.Rand) (*task, error) {
 	t := &task{seq: seq, kind: k}

@@ -257,6 +257,7 @@ func (w *world) observe(ev *event) {
 			if !t.done {
 				t.done = true
 				t.realised = int64(float64(t.value) * q)
+				t.release()
 			}
 		}
 	}

@@ -87,11 +87,11 @@ func MemoryBench(ctx context.Context, cfg Config, n int64) (*Report, error) {
 	if cfg.Wallets < 2 || n <= 0 {
 		return nil, fmt.Errorf("bench: memory run needs at least 2 wallets and a positive transfer count")
 	}
+	rep := newReport(cfg)
 	m, err := memoryRun(ctx, cfg, n)
 	if err != nil {
 		return nil, err
 	}
-	rep := newReport(cfg)
 	rep.MemoryRun = m
 	rep.finish()
 	return rep, nil

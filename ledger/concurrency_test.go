@@ -4,6 +4,7 @@ import (
 	"errors"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -514,5 +515,71 @@ func TestJournalWriteFailureStopsTheLedger(t *testing.T) {
 
 	l = mustOpen(t, dir, ledger.Options{})
 	wantCounters(t, l, hotMarket, counters{CreditsPosted: 1})
+	mustCheckInvariants(t, l)
+}
+
+func TestConcurrentReadsOfRecordsInFlight(t *testing.T) {
+	// Racers submit the same transfers in different orders, and each also
+	// resubmits and reads the transfer its neighbour is sending right now.
+	// That one is often in a record still being written, and must be read
+	// back exactly from there: a resubmission is OK or Exists, never
+	// exists_with_different_fields, and a lookup gives the fields sent.
+	const (
+		racers    = 6
+		transfers = 150
+	)
+	l := newHotLedger(t, t.TempDir())
+	want := func(i int) ledger.Transfer {
+		return ledger.Transfer{ID: id(uint64(1_000 + i)), DebitAccountID: id(hotTreasury), CreditAccountID: id(hotMarket),
+			Amount: uint64(i + 1), Code: uint16(i), UserData: id(uint64(i))}
+	}
+	var current [racers]atomic.Int64
+	var committed sync.Map // transfer index -> racer that committed it
+	submit := func(g, i int) {
+		res, err := l.CreateTransfers(t.Context(), []ledger.Transfer{want(i)})
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		switch res[0] {
+		case ledger.OK:
+			if other, dup := committed.LoadOrStore(i, g); dup {
+				t.Errorf("transfer %d committed by %d and %d", i, other, g)
+			}
+		case ledger.Exists:
+		default:
+			t.Errorf("racer %d, transfer %d: %s", g, i, res[0])
+		}
+	}
+	var wg sync.WaitGroup
+	for g := range racers {
+		wg.Go(func() {
+			rng := rand.New(rand.NewPCG(uint64(g), 11))
+			for _, i := range rng.Perm(transfers) {
+				current[g].Store(int64(i))
+				submit(g, i)
+				j := int(current[(g+1)%racers].Load())
+				submit(g, j)
+				got, err := l.LookupTransfer(t.Context(), want(j).ID)
+				if err != nil {
+					t.Errorf("transfer %d after it was submitted: %v", j, err)
+					continue
+				}
+				got.Timestamp = 0
+				if got != want(j) {
+					t.Errorf("transfer %d read back as %+v", j, got)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	var total uint64
+	for i := range transfers {
+		if _, ok := committed.Load(i); !ok {
+			t.Errorf("transfer %d never committed", i)
+		}
+		total += want(i).Amount
+	}
+	wantCounters(t, l, hotMarket, counters{CreditsPosted: total})
 	mustCheckInvariants(t, l)
 }

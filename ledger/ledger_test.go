@@ -967,6 +967,27 @@ func TestTwoPhase(t *testing.T) {
 			t.Fatalf("a reservation without a timeout expired")
 		}
 	})
+	t.Run("TickExpiresMoreThanABatch", func(t *testing.T) {
+		// Each request expires at most a batch's worth, to bound the
+		// record; Tick must still expire everything that is due.
+		f := newFixture(t, t.TempDir())
+		const n = ledger.MaxBatch + 10
+		mustTransfer(t, f.l, plain(2, treasury, bob, n))
+		var batch []ledger.Transfer
+		for i := range uint64(n) {
+			batch = append(batch, pending(100+i, bob, carol, 1, time.Minute))
+			if len(batch) == ledger.MaxBatch || i == n-1 {
+				mustTransfer(t, f.l, batch...)
+				batch = nil
+			}
+		}
+		f.clock.Advance(time.Hour)
+		if got := mustTick(t, f.l); got != n {
+			t.Errorf("tick expired %d, want all %d", got, n)
+		}
+		wantStatus(t, f.l, 100+n-1, ledger.StatusExpired)
+		wantCounters(t, f.l, bob, counters{CreditsPosted: n})
+	})
 	t.Run("ExpiryIntervalExpiresInTheBackground", func(t *testing.T) {
 		c := newClock()
 		dir := t.TempDir()

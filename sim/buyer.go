@@ -42,6 +42,9 @@ type buyer struct {
 	orders    map[string]*order // by intent id
 	contracts map[string]*order // by contract id
 	haggling  map[string]*order // by the id of the bid countered
+	// stiffed remembers the sellers that took its money into escrow and
+	// never delivered: it does not hire them again, whatever their bids say.
+	stiffed map[market.AgentID]bool
 }
 
 // order is one attempt at a task.
@@ -58,6 +61,7 @@ func (b *buyer) prepare(ctx context.Context) error {
 	b.orders = map[string]*order{}
 	b.contracts = map[string]*order{}
 	b.haggling = map[string]*order{}
+	b.stiffed = map[market.AgentID]bool{}
 	if b.funds > 0 {
 		if _, err := b.sim.op.Service.Mint(b.sim.op.Ctx, b.id, b.funds); err != nil {
 			return err
@@ -165,6 +169,9 @@ func (b *buyer) handle(ev *event) {
 			delete(b.orders, c.IntentID)
 			// A refund gives its amount back to the mandate's budget.
 			b.spent -= c.Outcome.RefundedMicrocredits
+			if c.Delivery == nil {
+				b.stiffed[c.Seller] = true
+			}
 			if c.Outcome.PaidMicrocredits == 0 {
 				b.retry(o)
 			}
@@ -180,7 +187,13 @@ func (b *buyer) choose(o *order) {
 		b.unexpected("bids", err)
 		return
 	}
-	ranked := rankBids(&b.agentBase, o.t.kind, o.t.value, b.speedWeight, bids)
+	var trusted []market.Bid
+	for _, bid := range bids {
+		if !b.stiffed[bid.Seller] {
+			trusted = append(trusted, bid)
+		}
+	}
+	ranked := rankBids(&b.agentBase, o.t.kind, o.t.value, b.speedWeight, trusted)
 	if b.variant == buyOverspend {
 		ranked = mostExpensive(bids)
 	}

@@ -644,15 +644,15 @@ func (s *sim) attacks(ctx context.Context, deals []*deal) ([]Attack, error) {
 			if !s.hasRing(name) {
 				continue
 			}
-			gain, credits, grants, err := s.ringOutcome(ctx, name)
+			gain, net, grants, err := s.ringOutcome(ctx, name)
 			if err != nil {
 				return nil, err
 			}
 			g := round6(gain)
 			row.ReputationGain = &g
-			row.GainedMicrocredits = credits
+			row.GainedMicrocredits = net
 			row.Note = fmt.Sprintf("blocked: wash trades that added no evidence to the seller's score. Credits: the ring's wallets less "+
-				"its starting grants; its %d identities claimed %d µcr of grants from the treasury", s.ringSize(name), grants)
+				"its starting grants; its %d identities claimed %s credits of grants from the treasury", s.ringSize(name), credits(grants))
 		}
 		if !seen && row.Applicable && name != AttackReplay && name != AttackForgery && !s.hasAttacker(name) {
 			continue

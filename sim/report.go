@@ -164,7 +164,29 @@ type chart struct {
 }
 
 func (c chart) SVG() template.HTML {
-	const w, h, left, right, top, bottom = 560.0, 260.0, 64.0, 16.0, 28.0, 40.0
+	const w, left, right, bottom = 560.0, 64.0, 16.0, 40.0
+	// The legend runs in rows under the title, so it never covers a line.
+	type entry struct {
+		x, y   float64
+		name   string
+		colour string
+	}
+	var legend []entry
+	lx, ly := left, 38.0
+	for i, s := range c.Series {
+		colour := s.Colour
+		if colour == "" {
+			colour = palette[i%len(palette)]
+		}
+		width := 22 + 6.2*float64(len(s.Name))
+		if lx+width > w-right && lx > left {
+			lx, ly = left, ly+15
+		}
+		legend = append(legend, entry{lx, ly, s.Name, colour})
+		lx += width
+	}
+	top := ly + 12
+	h := top + 200 + bottom
 	xmin, xmax, ymin, ymax := math.Inf(1), math.Inf(-1), math.Inf(1), math.Inf(-1)
 	for _, s := range c.Series {
 		for i := range s.X {
@@ -175,6 +197,10 @@ func (c chart) SVG() template.HTML {
 	var b strings.Builder
 	fmt.Fprintf(&b, `<svg viewBox="0 0 %.0f %.0f" width="%.0f" height="%.0f" role="img">`, w, h, w, h)
 	fmt.Fprintf(&b, `<text x="%.0f" y="18" class="t">%s</text>`, left, template.HTMLEscapeString(c.Title))
+	for _, e := range legend {
+		fmt.Fprintf(&b, `<rect x="%.1f" y="%.1f" width="10" height="10" fill="%s"/><text x="%.1f" y="%.1f" class="l">%s</text>`,
+			e.x, e.y-9, e.colour, e.x+14, e.y, template.HTMLEscapeString(e.name))
+	}
 	if math.IsInf(xmin, 1) {
 		fmt.Fprintf(&b, `<text x="%.0f" y="%.0f" class="l">no data</text></svg>`, w/2-20, h/2)
 		return template.HTML(b.String())
@@ -231,8 +257,6 @@ func (c chart) SVG() template.HTML {
 			}
 			b.WriteString(`"/>`)
 		}
-		fmt.Fprintf(&b, `<rect x="%.1f" y="%.1f" width="10" height="10" fill="%s"/><text x="%.1f" y="%.1f" class="l">%s</text>`,
-			w-right-150, top+4+float64(i)*14, colour, w-right-136, top+13+float64(i)*14, template.HTMLEscapeString(s.Name))
 	}
 	b.WriteString(`</svg>`)
 	return template.HTML(b.String())

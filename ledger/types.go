@@ -175,6 +175,7 @@ type Mandate struct {
 	Counterparties []ID
 	// ExpiresAt, when not zero, is the end of the mandate's authority: after
 	// it the wallet may not be debited at all until a new mandate is set.
+	// It must lie after the Unix epoch and before the year 2262.
 	ExpiresAt time.Time
 }
 
@@ -189,6 +190,11 @@ func (m Mandate) Validate() error {
 		return errors.New("mandate: window must not be negative")
 	case len(m.Counterparties) > maxCounterparties:
 		return fmt.Errorf("mandate: at most %d counterparties", maxCounterparties)
+	case !m.ExpiresAt.IsZero() && (m.ExpiresAt.Before(minExpiry) || m.ExpiresAt.After(maxExpiry)):
+		// The ledger keeps time in int64 nanoseconds, with 0 for none:
+		// the epoch would read as no expiry, and times outside the range
+		// as some other time.
+		return fmt.Errorf("mandate: expiry must lie between %v and %v", minExpiry, maxExpiry)
 	}
 	for _, c := range m.Counterparties {
 		if c.IsZero() {
@@ -199,6 +205,12 @@ func (m Mandate) Validate() error {
 }
 
 const maxCounterparties = 1024
+
+// The range of mandate expiry times, in the ledger's unix nanoseconds.
+var (
+	minExpiry = time.Unix(0, 1).UTC()
+	maxExpiry = time.Unix(0, math.MaxInt64).UTC()
+)
 
 // maxCounter bounds every counter so that balances always fit an int64.
 const maxCounter = math.MaxInt64

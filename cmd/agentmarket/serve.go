@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -28,9 +29,12 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	fs := e.flags("serve")
 	addr := fs.String("addr", e.envOr("AGENTMARKET_ADDR", "127.0.0.1:8080"), "address to listen on (env AGENTMARKET_ADDR)")
 	data := fs.String("data", e.envOr("AGENTMARKET_DATA", "./agentmarket-data"), "data directory (env AGENTMARKET_DATA)")
-	db := fs.String("db", e.getenv("AGENTMARKET_DB"), "PostgreSQL URL of the market's store (env AGENTMARKET_DB); not built yet: leave empty")
+	db := fs.String("db", e.getenv("AGENTMARKET_DB"),
+		"PostgreSQL URL of the market (env AGENTMARKET_DB): several nodes may share it; empty keeps the market in --data")
+	marketKeyPath := fs.String("market-key", e.getenv("AGENTMARKET_MARKET_KEY"),
+		"with --db: file holding the key that signs receipts, the same on every node (env AGENTMARKET_MARKET_KEY)")
 	opKeyPath := fs.String("operator-key", e.getenv("AGENTMARKET_OPERATOR_KEY"),
-		"file holding the operator's private key (env AGENTMARKET_OPERATOR_KEY); default DATA/operator.key, created if absent")
+		"file holding the operator's private key (env AGENTMARKET_OPERATOR_KEY); default DATA/operator.key, created if absent; required with --db")
 	logLevel := fs.String("log-level", e.envOr("AGENTMARKET_LOG_LEVEL", "info"), "debug, info, warn or error (env AGENTMARKET_LOG_LEVEL)")
 	rateLimit := fs.String("rate-limit", e.envOr("AGENTMARKET_RATE_LIMIT", "200"), "each agent's sustained requests per second (env AGENTMARKET_RATE_LIMIT)")
 	publicURL := fs.String("public-url", e.getenv("AGENTMARKET_PUBLIC_URL"), "the API's public base URL, for the agent card (env AGENTMARKET_PUBLIC_URL); default the request's host")
@@ -42,8 +46,11 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	if fs.NArg() > 0 {
 		return fmt.Errorf("serve takes no arguments, got %q", fs.Args())
 	}
-	if *db != "" {
-		return errors.New("serve --db: postgres backend not built yet; leave --db and AGENTMARKET_DB empty to use the embedded store in --data")
+	if *db != "" && (*marketKeyPath == "" || *opKeyPath == "") {
+		return errors.New("serve --db: every node of a market needs the same --market-key and --operator-key files; create each once with agentmarket keygen --out FILE")
+	}
+	if *db == "" && *marketKeyPath != "" {
+		return errors.New("serve --market-key: only with --db; the embedded market keeps its key in DATA/market.key")
 	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
@@ -58,9 +65,18 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	}
 	log := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: level}))
 
-	st, err := openStack(ctx, *data, stackOptions{Logger: log})
+	// The engine draws ids from its seeded source: a restarted node, or
+	// another node on the same database, must not repeat its sequence.
+	so, where := stackOptions{Logger: log, Seed: rand.Uint64()}, *data
+	if *db != "" {
+		so.DB, where = *db, databaseName(*db)
+		if so.MarketKey, err = readAgentKey(*marketKeyPath); err != nil {
+			return fmt.Errorf("market key: %w", err)
+		}
+	}
+	st, err := openStack(ctx, *data, so)
 	if err != nil {
-		return fmt.Errorf("open market in %s: %w", *data, err)
+		return fmt.Errorf("open market in %s: %w", where, err)
 	}
 	// The store and the ledger close last, after the server and the
 	// deadlines have stopped using them: closing the ledger makes it
@@ -79,6 +95,12 @@ func runServe(ctx context.Context, e *env, args []string) error {
 		fmt.Fprintf(e.stdout, "agentmarket: generated the operator key in %s (%s)\n", opPath, opKey.Public().DID())
 	} else {
 		fmt.Fprintf(e.stdout, "agentmarket: operator key %s (%s)\n", opPath, opKey.Public().DID())
+	}
+	if *db != "" {
+		if err := pinKeys(ctx, st.Store, st.Key.Public(), opKey.Public(), time.Now()); err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stdout, "agentmarket: market in %s, market key %s (%s)\n", where, *marketKeyPath, st.Key.Public().DID())
 	}
 
 	ln, err := net.Listen("tcp", *addr)
@@ -128,7 +150,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	fmt.Fprintf(e.stdout, "agentmarket: listening on http://%s\n", ln.Addr())
-	log.Info("serve: listening", "addr", ln.Addr().String(), "data", *data)
+	log.Info("serve: listening", "addr", ln.Addr().String(), "market", where)
 
 	select {
 	case err := <-served:

@@ -377,8 +377,9 @@ func TestServeFlags(t *testing.T) {
 		env  map[string]string
 		want string
 	}{
-		{"PostgresNotBuilt", []string{"serve", "--db", "postgres://x"}, nil, "postgres backend not built yet"},
-		{"PostgresFromEnv", []string{"serve"}, map[string]string{"AGENTMARKET_DB": "postgres://x"}, "postgres backend not built yet"},
+		{"PostgresNeedsTheKeys", []string{"serve", "--db", "postgres://x"}, nil, "--market-key and --operator-key"},
+		{"PostgresFromEnv", []string{"serve"}, map[string]string{"AGENTMARKET_DB": "postgres://x"}, "--market-key and --operator-key"},
+		{"MarketKeyWithoutPostgres", []string{"serve", "--market-key", "market.key"}, nil, "only with --db"},
 		{"BadLogLevel", []string{"serve", "--log-level", "loud"}, nil, "--log-level"},
 		{"BadRateLimit", []string{"serve", "--rate-limit", "-1"}, nil, "--rate-limit"},
 		{"MissingOperatorKey", []string{"serve", "--addr", "127.0.0.1:0", "--operator-key", "/nonexistent/operator.key"}, nil, "read operator key"},

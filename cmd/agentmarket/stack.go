@@ -16,17 +16,29 @@ import (
 	"github.com/agentmarket/agentmarket/sqlite"
 )
 
-// stack is a running market on the embedded store: the ledger journal,
-// the SQLite market store and the engine over both, in one data directory:
+// stack is a running market: a ledger, a market store and the engine over
+// both. By default it is the embedded store, in one data directory:
 //
 //	DIR/ledger/     the ledger's journal and its SQLite projection
 //	DIR/market.db   the market store
 //	DIR/market.key  the key that signs receipts (created on first start)
+//
+// With stackOptions.DB it is PostgreSQL instead (see openPostgresStack).
 type stack struct {
 	Engine *engine.Engine
-	Ledger *ledger.Ledger
-	Store  *sqlite.Store
+	Ledger stackLedger // *ledger.Ledger, or *postgres.Ledger
+	Store  market.Store
 	Key    market.PrivateKey
+}
+
+// stackLedger is what the commands use of a ledger besides what the
+// engine does: running its expiries on demand, checking its invariants,
+// closing it.
+type stackLedger interface {
+	engine.Ledger
+	Tick(ctx context.Context) (int, error)
+	CheckInvariants(ctx context.Context) error
+	Close() error
 }
 
 // stackOptions tune openStack; zero values take the engine's defaults.
@@ -35,12 +47,21 @@ type stackOptions struct {
 	Logger *slog.Logger
 	Seed   uint64
 	Tweak  func(*engine.Config)
+	// DB, when set, is the URL of a PostgreSQL database that holds the
+	// market instead of the data directory, and MarketKey signs its
+	// receipts.
+	DB        string
+	MarketKey market.PrivateKey
 }
 
-// openStack opens (or creates) the embedded market in dir.
+// openStack opens (or creates) the embedded market in dir, or with o.DB
+// the market in that PostgreSQL database.
 func openStack(ctx context.Context, dir string, o stackOptions) (*stack, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.DB != "" {
+		return openPostgresStack(ctx, o)
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("create data dir: %w", err)

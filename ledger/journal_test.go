@@ -27,7 +27,7 @@ const (
 
 func journalPath(dir string) string { return filepath.Join(dir, journalName) }
 
-func fileSize(t tester, path string) int64 {
+func mustFileSize(t tester, path string) int64 {
 	t.Helper()
 	fi, err := os.Stat(path)
 	if err != nil {
@@ -108,9 +108,9 @@ func recordEnds(t tester, path string) []int64 {
 	return ends
 }
 
-// history commits each batch on a quiet ledger, which makes one journal
+// commitRecords commits each batch on a quiet ledger, which makes one journal
 // record of each, and returns the journal's record ends.
-func history(t *testing.T, f *fixture, batches [][]ledger.Transfer) []int64 {
+func commitRecords(t *testing.T, f *fixture, batches [][]ledger.Transfer) []int64 {
 	t.Helper()
 	path := journalPath(f.dir)
 	before := len(recordEnds(t, path))
@@ -135,7 +135,7 @@ func TestRestartPreservesStateExactly(t *testing.T) {
 	f := newFixture(t, t.TempDir())
 	mustSetMandate(t, f.l, ledger.Mandate{AccountID: id(alice), MaxPerTransfer: 400, Budget: 900, Window: time.Hour,
 		Counterparties: []ledger.ID{id(bob), id(carol)}, ExpiresAt: epoch.Add(48 * time.Hour)})
-	history(t, f, sampleBatches)
+	commitRecords(t, f, sampleBatches)
 	mustTransfer(t, f.l, pending(20, alice, bob, 10, time.Minute), pending(21, alice, bob, 20, 0), pending(22, carol, bob, 1, 0))
 	f.clock.Advance(2 * time.Minute)
 	if n := mustTick(t, f.l); n != 1 {
@@ -193,21 +193,21 @@ func TestTornTailIsDropped(t *testing.T) {
 		tear func(t *testing.T, path string, ends []int64) int
 	}{
 		{"TruncatedInsideTheLastBody", func(t *testing.T, path string, ends []int64) int {
-			truncate(t, path, ends[len(ends)-2]+headerSize+5)
+			mustTruncate(t, path, ends[len(ends)-2]+headerSize+5)
 			return len(ends) - 2
 		}},
 		{"TruncatedInsideTheLastHeader", func(t *testing.T, path string, ends []int64) int {
-			truncate(t, path, ends[len(ends)-2]+10)
+			mustTruncate(t, path, ends[len(ends)-2]+10)
 			return len(ends) - 2
 		}},
 		{"LastBodyMissing", func(t *testing.T, path string, ends []int64) int {
-			truncate(t, path, ends[len(ends)-2]+headerSize)
+			mustTruncate(t, path, ends[len(ends)-2]+headerSize)
 			return len(ends) - 2
 		}},
 		{"LastRecordHalfWrittenAsZeros", func(t *testing.T, path string, ends []int64) int {
 			start, end := ends[len(ends)-2], ends[len(ends)-1]
 			mid := start + (end-start)/2
-			writeAt(t, path, make([]byte, end-mid), mid)
+			mustWriteAt(t, path, make([]byte, end-mid), mid)
 			return len(ends) - 2
 		}},
 		{"GarbageAppended", func(t *testing.T, path string, ends []int64) int {
@@ -216,40 +216,40 @@ func TestTornTailIsDropped(t *testing.T) {
 			for i := range junk {
 				junk[i] = byte(rng.Uint32())
 			}
-			writeAt(t, path, junk, ends[len(ends)-1])
+			mustWriteAt(t, path, junk, ends[len(ends)-1])
 			return len(ends) - 1
 		}},
 		{"ZerosAppended", func(t *testing.T, path string, ends []int64) int {
-			writeAt(t, path, make([]byte, 4096), ends[len(ends)-1])
+			mustWriteAt(t, path, make([]byte, 4096), ends[len(ends)-1])
 			return len(ends) - 1
 		}},
 		{"AHeaderOfTheNextRecordAppended", func(t *testing.T, path string, ends []int64) int {
 			// The first bytes of a record that looks valid, as if the
 			// header reached the disk and the body did not.
-			b := readFile(t, path)
+			b := mustReadFile(t, path)
 			hdr := slices.Clone(b[ends[len(ends)-2]:][:headerSize])
 			binary.LittleEndian.PutUint64(hdr[8:], uint64(len(ends)))
-			writeAt(t, path, hdr, ends[len(ends)-1])
+			mustWriteAt(t, path, hdr, ends[len(ends)-1])
 			return len(ends) - 1
 		}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFixture(t, t.TempDir())
-			ends := history(t, f, sampleBatches[:2])
+			ends := commitRecords(t, f, sampleBatches[:2])
 			// What a client saw after each record, by record count.
 			states := map[int]snapshot{len(ends) - 1: takeSnapshot(t, f.l, idRange(1, 20))}
 			mustClose(t, f.l)
 			// Rebuild the state before the last record on a second ledger.
 			g := newFixture(t, t.TempDir())
-			history(t, g, sampleBatches[:1])
+			commitRecords(t, g, sampleBatches[:1])
 			states[len(ends)-2] = takeSnapshot(t, g.l, idRange(1, 20))
 			mustClose(t, g.l)
 
 			path := journalPath(f.dir)
 			records := tc.tear(t, path, ends)
 			valid := ends[records]
-			torn := fileSize(t, path) - valid
+			torn := mustFileSize(t, path) - valid
 
 			rep, err := ledger.Verify(f.dir)
 			if err != nil {
@@ -260,7 +260,7 @@ func TestTornTailIsDropped(t *testing.T) {
 			}
 
 			f.l = mustOpen(t, f.dir, ledger.Options{Now: f.clock.Now})
-			if got := fileSize(t, path); got != valid {
+			if got := mustFileSize(t, path); got != valid {
 				t.Errorf("journal is %d bytes after open, want the torn tail cut at %d", got, valid)
 			}
 			want := states[records]
@@ -303,14 +303,14 @@ func wantAccountTransfers(t tester, l *ledger.Ledger, account uint64, s snapshot
 	}
 }
 
-func truncate(t *testing.T, path string, size int64) {
+func mustTruncate(t *testing.T, path string, size int64) {
 	t.Helper()
 	if err := os.Truncate(path, size); err != nil {
 		t.Fatal(err)
 	}
 }
 
-func readFile(t *testing.T, path string) []byte {
+func mustReadFile(t *testing.T, path string) []byte {
 	t.Helper()
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -319,7 +319,7 @@ func readFile(t *testing.T, path string) []byte {
 	return b
 }
 
-func writeAt(t *testing.T, path string, b []byte, off int64) {
+func mustWriteAt(t *testing.T, path string, b []byte, off int64) {
 	t.Helper()
 	f, err := os.OpenFile(path, os.O_RDWR, 0)
 	if err != nil {
@@ -389,11 +389,11 @@ func TestCorruptionIsReported(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFixture(t, t.TempDir())
-			ends := history(t, f, sampleBatches)
+			ends := commitRecords(t, f, sampleBatches)
 			want := takeSnapshot(t, f.l, idRange(1, 20))
 			mustClose(t, f.l)
 			path := journalPath(f.dir)
-			good := readFile(t, path)
+			good := mustReadFile(t, path)
 			bad := slices.Clone(good)
 			wantErr := tc.damage(bad, ends)
 			if err := os.WriteFile(path, bad, 0o644); err != nil {
@@ -407,7 +407,7 @@ func TestCorruptionIsReported(t *testing.T) {
 
 			// A failed Open changes nothing: with the damage undone the
 			// ledger opens whole.
-			if got := readFile(t, path); !slices.Equal(got, bad) {
+			if got := mustReadFile(t, path); !slices.Equal(got, bad) {
 				t.Fatalf("open changed a corrupt journal")
 			}
 			if err := os.WriteFile(path, good, 0o644); err != nil {
@@ -424,17 +424,17 @@ func TestCorruptionIsReported(t *testing.T) {
 		// passes the chain; replay must still refuse to apply its
 		// transfers twice.
 		f := newFixture(t, t.TempDir())
-		ends := history(t, f, sampleBatches)
+		ends := commitRecords(t, f, sampleBatches)
 		mustClose(t, f.l)
 		path := journalPath(f.dir)
-		b := readFile(t, path)
+		b := mustReadFile(t, path)
 		n := len(ends) - 1
 		last := b[ends[n-1]:ends[n]]
 		dup := slices.Clone(b[ends[2]:ends[3]])
 		binary.LittleEndian.PutUint64(dup[8:], uint64(n+1))
 		copy(dup[32:64], last[64:96])
 		reseal(dup, 0)
-		writeAt(t, path, dup, ends[n])
+		mustWriteAt(t, path, dup, ends[n])
 		wantErr := ledger.CorruptError{Seq: uint64(n + 1), Offset: ends[n], Event: 0}
 		_, err := ledger.Verify(f.dir)
 		wantCorrupt(t, "verify", err, wantErr)
@@ -461,12 +461,12 @@ func wantCorrupt(t *testing.T, op string, err error, want ledger.CorruptError) {
 
 func TestSecondOpenFails(t *testing.T) {
 	f := newFixture(t, t.TempDir())
-	size := fileSize(t, journalPath(f.dir))
+	size := mustFileSize(t, journalPath(f.dir))
 	if l, err := ledger.Open(f.dir, ledger.Options{}); err == nil {
 		l.Close()
 		t.Fatal("a second Open of an open directory succeeded")
 	}
-	if got := fileSize(t, journalPath(f.dir)); got != size {
+	if got := mustFileSize(t, journalPath(f.dir)); got != size {
 		t.Fatalf("a failed Open changed the journal from %d to %d bytes", size, got)
 	}
 	// The first ledger goes on, and the directory opens once it closes.

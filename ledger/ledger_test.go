@@ -92,7 +92,8 @@ func linked(t ledger.Transfer) ledger.Transfer {
 	return t
 }
 
-func with(t ledger.Transfer, f func(*ledger.Transfer)) ledger.Transfer {
+// withTransfer returns t changed by f, for cases that differ in one field.
+func withTransfer(t ledger.Transfer, f func(*ledger.Transfer)) ledger.Transfer {
 	f(&t)
 	return t
 }
@@ -300,10 +301,10 @@ func TestCreateAccountResults(t *testing.T) {
 	}{
 		{"NewAccountIsOK", ledger.Account{ID: id(2), Code: 3}, ledger.OK},
 		{"SameFieldsIsExists", existing, ledger.Exists},
-		{"SameFieldsWithCallerTimestampIsExists", with2(existing, func(a *ledger.Account) { a.Timestamp = 99 }), ledger.Exists},
-		{"DifferentCodeIsExistsWithDifferentFields", with2(existing, func(a *ledger.Account) { a.Code = 4 }), ledger.ExistsWithDifferentFields},
-		{"DifferentFlagsIsExistsWithDifferentFields", with2(existing, func(a *ledger.Account) { a.Flags = 0 }), ledger.ExistsWithDifferentFields},
-		{"DifferentUserDataIsExistsWithDifferentFields", with2(existing, func(a *ledger.Account) { a.UserData = id(8) }), ledger.ExistsWithDifferentFields},
+		{"SameFieldsWithCallerTimestampIsExists", withAccount(existing, func(a *ledger.Account) { a.Timestamp = 99 }), ledger.Exists},
+		{"DifferentCodeIsExistsWithDifferentFields", withAccount(existing, func(a *ledger.Account) { a.Code = 4 }), ledger.ExistsWithDifferentFields},
+		{"DifferentFlagsIsExistsWithDifferentFields", withAccount(existing, func(a *ledger.Account) { a.Flags = 0 }), ledger.ExistsWithDifferentFields},
+		{"DifferentUserDataIsExistsWithDifferentFields", withAccount(existing, func(a *ledger.Account) { a.UserData = id(8) }), ledger.ExistsWithDifferentFields},
 		{"ZeroIDIsIDMustNotBeZero", ledger.Account{Code: 3}, ledger.IDMustNotBeZero},
 		{"UnknownFlagIsFlagsInvalid", ledger.Account{ID: id(2), Flags: 1 << 9}, ledger.FlagsInvalid},
 		{"NonZeroCounterIsAccountCountersMustBeZero", ledger.Account{ID: id(2), CreditsPosted: 5}, ledger.AccountCountersMustBeZero},
@@ -342,7 +343,8 @@ func TestCreateAccountResults(t *testing.T) {
 	}
 }
 
-func with2(a ledger.Account, f func(*ledger.Account)) ledger.Account {
+// withAccount returns a changed by f, for cases that differ in one field.
+func withAccount(a ledger.Account, f func(*ledger.Account)) ledger.Account {
 	f(&a)
 	return a
 }
@@ -385,7 +387,7 @@ func TestTransferResults(t *testing.T) {
 			want:  []ledger.Result{ledger.Exists}},
 		{name: "RetryWithCallerTimestampIsExists",
 			setup: []ledger.Transfer{plain(10, alice, bob, 300)},
-			batch: []ledger.Transfer{with(plain(10, alice, bob, 300), func(x *ledger.Transfer) { x.Timestamp = 5 })},
+			batch: []ledger.Transfer{withTransfer(plain(10, alice, bob, 300), func(x *ledger.Transfer) { x.Timestamp = 5 })},
 			want:  []ledger.Result{ledger.Exists}},
 		{name: "IDReusedWithOtherAmountIsExistsWithDifferentFields",
 			setup: []ledger.Transfer{plain(10, alice, bob, 300)},
@@ -401,11 +403,11 @@ func TestTransferResults(t *testing.T) {
 			want:  []ledger.Result{ledger.ExistsWithDifferentFields}},
 		{name: "IDReusedWithOtherCodeIsExistsWithDifferentFields",
 			setup: []ledger.Transfer{plain(10, alice, bob, 300)},
-			batch: []ledger.Transfer{with(plain(10, alice, bob, 300), func(x *ledger.Transfer) { x.Code = 9 })},
+			batch: []ledger.Transfer{withTransfer(plain(10, alice, bob, 300), func(x *ledger.Transfer) { x.Code = 9 })},
 			want:  []ledger.Result{ledger.ExistsWithDifferentFields}},
 		{name: "IDReusedWithOtherUserDataIsExistsWithDifferentFields",
 			setup: []ledger.Transfer{plain(10, alice, bob, 300)},
-			batch: []ledger.Transfer{with(plain(10, alice, bob, 300), func(x *ledger.Transfer) { x.UserData = id(9) })},
+			batch: []ledger.Transfer{withTransfer(plain(10, alice, bob, 300), func(x *ledger.Transfer) { x.UserData = id(9) })},
 			want:  []ledger.Result{ledger.ExistsWithDifferentFields}},
 		{name: "IDReusedAsPendingIsExistsWithDifferentFields",
 			setup: []ledger.Transfer{plain(10, alice, bob, 300)},
@@ -435,15 +437,15 @@ func TestTransferResults(t *testing.T) {
 			batch: []ledger.Transfer{{DebitAccountID: id(alice), CreditAccountID: id(bob), Amount: 1}},
 			want:  []ledger.Result{ledger.IDMustNotBeZero}},
 		{name: "UnknownFlagIsFlagsInvalid",
-			batch: []ledger.Transfer{with(plain(10, alice, bob, 1), func(x *ledger.Transfer) { x.Flags = 1 << 12 })},
+			batch: []ledger.Transfer{withTransfer(plain(10, alice, bob, 1), func(x *ledger.Transfer) { x.Flags = 1 << 12 })},
 			want:  []ledger.Result{ledger.FlagsInvalid}},
 		{name: "PendingAndPostTogetherIsFlagsInvalid",
 			setup: []ledger.Transfer{pending(9, alice, bob, 1, 0)},
-			batch: []ledger.Transfer{with(post(10, 9, 0), func(x *ledger.Transfer) { x.Flags |= ledger.Pending })},
+			batch: []ledger.Transfer{withTransfer(post(10, 9, 0), func(x *ledger.Transfer) { x.Flags |= ledger.Pending })},
 			want:  []ledger.Result{ledger.FlagsInvalid}},
 		{name: "PostAndVoidTogetherIsFlagsInvalid",
 			setup: []ledger.Transfer{pending(9, alice, bob, 1, 0)},
-			batch: []ledger.Transfer{with(post(10, 9, 0), func(x *ledger.Transfer) { x.Flags |= ledger.VoidPending })},
+			batch: []ledger.Transfer{withTransfer(post(10, 9, 0), func(x *ledger.Transfer) { x.Flags |= ledger.VoidPending })},
 			want:  []ledger.Result{ledger.FlagsInvalid}},
 		{name: "UnknownDebitAccountIsAccountNotFound",
 			batch: []ledger.Transfer{plain(10, 77, bob, 1)},
@@ -481,7 +483,7 @@ func TestTransferResults(t *testing.T) {
 			batch: []ledger.Transfer{plain(10, bob, carol, 1)},
 			want:  []ledger.Result{ledger.InsufficientFunds}},
 		{name: "PendingIDOnAPlainTransferIsPendingIDMustBeZero",
-			batch: []ledger.Transfer{with(plain(10, alice, bob, 1), func(x *ledger.Transfer) { x.PendingID = id(3) })},
+			batch: []ledger.Transfer{withTransfer(plain(10, alice, bob, 1), func(x *ledger.Transfer) { x.PendingID = id(3) })},
 			want:  []ledger.Result{ledger.PendingIDMustBeZero}},
 		{name: "PostWithoutPendingIDIsPendingIDMustNotBeZero",
 			batch: []ledger.Transfer{post(10, 0, 0)},
@@ -490,11 +492,11 @@ func TestTransferResults(t *testing.T) {
 			batch: []ledger.Transfer{post(10, 10, 0)},
 			want:  []ledger.Result{ledger.PendingIDMustBeDifferent}},
 		{name: "TimeoutOnAPlainTransferIsTimeoutReservedForPending",
-			batch: []ledger.Transfer{with(plain(10, alice, bob, 1), func(x *ledger.Transfer) { x.Timeout = time.Second })},
+			batch: []ledger.Transfer{withTransfer(plain(10, alice, bob, 1), func(x *ledger.Transfer) { x.Timeout = time.Second })},
 			want:  []ledger.Result{ledger.TimeoutReservedForPending}},
 		{name: "TimeoutOnAPostIsTimeoutReservedForPending",
 			setup: []ledger.Transfer{pending(9, alice, bob, 1, 0)},
-			batch: []ledger.Transfer{with(post(10, 9, 0), func(x *ledger.Transfer) { x.Timeout = time.Second })},
+			batch: []ledger.Transfer{withTransfer(post(10, 9, 0), func(x *ledger.Transfer) { x.Timeout = time.Second })},
 			want:  []ledger.Result{ledger.TimeoutReservedForPending}},
 		{name: "NegativeTimeoutIsTimeoutReservedForPending",
 			batch: []ledger.Transfer{pending(10, alice, bob, 1, -time.Second)},
@@ -510,21 +512,21 @@ func TestTransferResults(t *testing.T) {
 			want:  []ledger.Result{ledger.PendingTransferNotPending}},
 		{name: "PostNamingOtherAccountsIsPendingTransferHasDifferentAccounts",
 			setup: []ledger.Transfer{pending(9, alice, bob, 100, 0)},
-			batch: []ledger.Transfer{with(post(10, 9, 0), func(x *ledger.Transfer) { x.CreditAccountID = id(carol) })},
+			batch: []ledger.Transfer{withTransfer(post(10, 9, 0), func(x *ledger.Transfer) { x.CreditAccountID = id(carol) })},
 			want:  []ledger.Result{ledger.PendingTransferHasDifferentAccounts}},
 		{name: "PostNamingItsAccountsIsOK",
 			setup: []ledger.Transfer{pending(9, alice, bob, 100, 0)},
-			batch: []ledger.Transfer{with(post(10, 9, 0), func(x *ledger.Transfer) {
+			batch: []ledger.Transfer{withTransfer(post(10, 9, 0), func(x *ledger.Transfer) {
 				x.DebitAccountID, x.CreditAccountID = id(alice), id(bob)
 			})},
 			want: []ledger.Result{ledger.OK}},
 		{name: "VoidOfAnotherAmountIsPendingTransferHasDifferentAmount",
 			setup: []ledger.Transfer{pending(9, alice, bob, 100, 0)},
-			batch: []ledger.Transfer{with(void(10, 9), func(x *ledger.Transfer) { x.Amount = 99 })},
+			batch: []ledger.Transfer{withTransfer(void(10, 9), func(x *ledger.Transfer) { x.Amount = 99 })},
 			want:  []ledger.Result{ledger.PendingTransferHasDifferentAmount}},
 		{name: "VoidOfTheExactAmountIsOK",
 			setup: []ledger.Transfer{pending(9, alice, bob, 100, 0)},
-			batch: []ledger.Transfer{with(void(10, 9), func(x *ledger.Transfer) { x.Amount = 100 })},
+			batch: []ledger.Transfer{withTransfer(void(10, 9), func(x *ledger.Transfer) { x.Amount = 100 })},
 			want:  []ledger.Result{ledger.OK}},
 		{name: "PostMoreThanPendingIsExceedsPendingAmount",
 			setup: []ledger.Transfer{pending(9, alice, bob, 100, 0)},
@@ -552,7 +554,7 @@ func TestTransferResults(t *testing.T) {
 			want:  []ledger.Result{ledger.Exists}},
 		{name: "RetryOfAPostNamingItsAccountsIsExists",
 			setup: []ledger.Transfer{pending(9, alice, bob, 100, 0), post(10, 9, 40)},
-			batch: []ledger.Transfer{with(post(10, 9, 40), func(x *ledger.Transfer) {
+			batch: []ledger.Transfer{withTransfer(post(10, 9, 40), func(x *ledger.Transfer) {
 				x.DebitAccountID, x.CreditAccountID = id(alice), id(bob)
 			})},
 			want: []ledger.Result{ledger.Exists}},
@@ -562,7 +564,7 @@ func TestTransferResults(t *testing.T) {
 			want:  []ledger.Result{ledger.ExistsWithDifferentFields}},
 		{name: "RetryOfAPostNamingOtherAccountsIsExistsWithDifferentFields",
 			setup: []ledger.Transfer{pending(9, alice, bob, 100, 0), post(10, 9, 40)},
-			batch: []ledger.Transfer{with(post(10, 9, 40), func(x *ledger.Transfer) { x.CreditAccountID = id(carol) })},
+			batch: []ledger.Transfer{withTransfer(post(10, 9, 40), func(x *ledger.Transfer) { x.CreditAccountID = id(carol) })},
 			want:  []ledger.Result{ledger.ExistsWithDifferentFields}},
 		{name: "PostAfterExpiryIsPendingExpired",
 			setup: []ledger.Transfer{pending(9, alice, bob, 100, time.Minute)},

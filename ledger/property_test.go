@@ -724,7 +724,7 @@ func TestStateMachine(t *testing.T) {
 				mustTick(t, s.l)
 				s.m.sweep()
 				before := mustLookupAccounts(t, s.l, modelAccounts...)
-				size := fileSize(t, journalPath(s.dir))
+				size := mustFileSize(t, journalPath(s.dir))
 				res := s.submit(t, xs)
 				if slices.ContainsFunc(res, func(r ledger.Result) bool { return r != ledger.Exists }) {
 					return
@@ -732,7 +732,7 @@ func TestStateMachine(t *testing.T) {
 				if diff := cmp.Diff(before, mustLookupAccounts(t, s.l, modelAccounts...)); diff != "" {
 					t.Fatalf("an idempotent retry changed balances (-before +after):\n%s", diff)
 				}
-				if got := fileSize(t, journalPath(s.dir)); got != size {
+				if got := mustFileSize(t, journalPath(s.dir)); got != size {
 					t.Fatalf("an idempotent retry grew the journal from %d to %d bytes", size, got)
 				}
 			},

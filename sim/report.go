@@ -178,7 +178,7 @@ func (c chart) SVG() template.HTML {
 		if colour == "" {
 			colour = palette[i%len(palette)]
 		}
-		width := 22 + 6.2*float64(len(s.Name))
+		width := 26 + 6.8*float64(len(s.Name))
 		if lx+width > w-right && lx > left {
 			lx, ly = left, ly+15
 		}

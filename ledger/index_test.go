@@ -65,22 +65,41 @@ func (m *indexModel) check(t fataler) {
 			t.Fatalf("lookup %s/%d: got %d, %v; want %d", k.id, k.tag, got, ok, want)
 		}
 	}
-	used := 0
-	for j, s := range m.x.slots {
-		if s.loc == 0 {
-			continue
-		}
-		used++
-		home := s.hash >> m.x.shift
-		for i := home; i != uint64(j); i = (i + 1) & m.x.mask {
-			if m.x.slots[i].loc == 0 {
-				t.Fatalf("slot %d (home %d) sits behind empty slot %d", j, home, i)
-			}
-		}
+	used := checkRuns(t, m.x.slots, m.x.mask, m.x.shift, 0)
+	if m.x.old != nil {
+		// During a move, entries the cursor has not reached live only in
+		// the old table; those behind it are in both.
+		used += checkRuns(t, m.x.old, m.x.oldMask, m.x.oldShift, m.x.moved)
 	}
 	if used != len(m.entries) {
 		t.Fatalf("%d slots used for %d entries", used, len(m.entries))
 	}
+}
+
+// checkRuns checks that no entry of a table sits behind an empty slot
+// (dead slots count as occupied) and counts the live entries at or after
+// from.
+func checkRuns(t fataler, slots []slot, mask uint64, shift uint, from int) int {
+	t.Helper()
+	used := 0
+	for j, s := range slots {
+		if s.loc == 0 {
+			continue
+		}
+		if s.loc != dead && j >= from {
+			used++
+		}
+		if s.loc == dead {
+			continue
+		}
+		home := s.hash >> shift
+		for i := home; i != uint64(j); i = (i + 1) & mask {
+			if slots[i].loc == 0 {
+				t.Fatalf("slot %d (home %d) sits behind empty slot %d", j, home, i)
+			}
+		}
+	}
+	return used
 }
 
 // crowdedIDs returns n ids whose transfer entries share the last home slot

@@ -29,7 +29,7 @@ import (
 // writes, because they wait for the projection to reach the journal's end.
 const (
 	projectionFile  = "ledger.db"
-	projectIdle     = 100 * time.Millisecond
+	projectIdle     = 500 * time.Millisecond
 	projectLagLimit = 1 << 30 // journal bytes
 	projectTxEvents = 50_000
 )

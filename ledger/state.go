@@ -236,6 +236,9 @@ func (s *state) createAccount(a *Account) Result {
 
 // createTransfers applies a batch of transfers with linked-chain semantics.
 func (s *state) createTransfers(xs []Transfer, res []Result) {
+	if len(xs) > 16 {
+		s.idx.prefetch(xs)
+	}
 	for i := 0; i < len(xs); {
 		j := i
 		for j < len(xs) && xs[j].Flags&Linked != 0 {

@@ -69,3 +69,14 @@ func TestDeterminism(t *testing.T) {
 		}
 	})
 }
+
+// TestConcurrentAgents runs agents on several workers, as the scale
+// scenario does: under -race it checks the driver's and the agents'
+// shared state; the money still balances (MustMarket checks the ledger).
+func TestConcurrentAgents(t *testing.T) {
+	res := MustRun(t, sim.Config{Scenario: "adversarial", Agents: 40, Seed: 5, Duration: time.Minute, Workers: 4})
+	m := res.Metrics
+	if m.Deterministic || m.Volume.Settled == 0 || m.StolenMicrocredits != 0 {
+		t.Errorf("deterministic %v, %d settled, %d µcr stolen", m.Deterministic, m.Volume.Settled, m.StolenMicrocredits)
+	}
+}

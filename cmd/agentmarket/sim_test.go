@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -41,6 +42,47 @@ func TestSimRejectsBadArguments(t *testing.T) {
 		var out bytes.Buffer
 		if err := run(context.Background(), args, func(string) string { return "" }, strings.NewReader(""), &out, &out); err == nil {
 			t.Errorf("%q: no error", args)
+		}
+	}
+}
+
+func TestDemoTradesOverHTTPAndRefusesWireAttacks(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	out := t.TempDir()
+	args := []string{"demo", "--agents", "40", "--duration", "12s", "--out", out}
+	if err := run(context.Background(), args, func(string) string { return "" }, strings.NewReader(""), &stdout, &stderr); err != nil {
+		t.Fatalf("demo: %v\nstderr:\n%s", err, stderr.String())
+	}
+	for _, want := range []string{"the market's API is at http://127.0.0.1:", "scenario adversarial", "stolen", "report: "} {
+		if !strings.Contains(stdout.String(), want) {
+			t.Errorf("stdout lacks %q:\n%s", want, stdout.String())
+		}
+	}
+	b, err := os.ReadFile(filepath.Join(out, "metrics.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m struct {
+		Volume struct {
+			Contracts int `json:"contracts"`
+		} `json:"volume"`
+		Attacks []struct {
+			Name       string `json:"name"`
+			Applicable bool   `json:"applicable"`
+			Attempts   int    `json:"attempts"`
+			Blocked    int    `json:"blocked"`
+		} `json:"attacks"`
+		Stolen int64 `json:"stolen_microcredits"`
+	}
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatal(err)
+	}
+	if m.Volume.Contracts == 0 || m.Stolen != 0 {
+		t.Errorf("%d contracts over HTTP, %d µcr stolen", m.Volume.Contracts, m.Stolen)
+	}
+	for _, a := range m.Attacks {
+		if (a.Name == "replay" || a.Name == "forgery") && (!a.Applicable || a.Attempts == 0 || a.Blocked != a.Attempts) {
+			t.Errorf("%s over HTTP: %+v", a.Name, a)
 		}
 	}
 }

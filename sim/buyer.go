@@ -51,7 +51,6 @@ type buyer struct {
 type order struct {
 	t       *task
 	intent  market.Intent
-	attempt int
 	bid     *market.Bid
 	backup  []market.Bid // the other acceptable bids, best first
 	awarded bool
@@ -128,7 +127,7 @@ func (b *buyer) post(t *task) {
 		return
 	}
 	b.sim.world.post(in.ID, t)
-	b.orders[in.ID] = &order{t: t, intent: in, attempt: t.attempts}
+	b.orders[in.ID] = &order{t: t, intent: in}
 }
 
 // retry posts a failed task again, a few times, while the run lasts.

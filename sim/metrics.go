@@ -265,7 +265,7 @@ func (s *sim) finish(ctx context.Context) (*Result, error) {
 	}
 	deals := w.sortedDeals()
 	m.Volume = volume(w, deals)
-	m.Prices = prices(w.series, s.sc.Kinds)
+	m.Prices = prices(w.series, s.sc.kinds)
 	m.Welfare = s.welfare(deals)
 	var err error
 	if m.Reputation, err = s.reputation(ctx, deals); err != nil {
@@ -797,7 +797,7 @@ func (s *sim) spike(w *world) *Spike {
 	d := s.cfg.Duration.Seconds()
 	sp := &Spike{AtSeconds: at, Factor: s.sc.SpikeFactor, Entries: append([]Entry{}, w.entries...)}
 	sp.Entrants = len(sp.Entries)
-	for _, k := range s.sc.Kinds {
+	for _, k := range s.sc.kinds {
 		si := SpikeIntent{Intent: k.Intent}
 		var pre, fin []float64
 		for _, r := range w.series {

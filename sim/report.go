@@ -267,8 +267,6 @@ func tick(v float64) string {
 	switch {
 	case a == 0:
 		return "0"
-	case a >= 1000:
-		return strconv.FormatFloat(v, 'f', 0, 64)
 	case a >= 10:
 		return strconv.FormatFloat(v, 'f', 0, 64)
 	case a >= 1:

@@ -24,8 +24,8 @@ type Scenario struct {
 	Sample, Window time.Duration
 	// Workers is the default number of agents acting at once.
 	Workers int
-	// Kinds are the intent types the time series follows.
-	Kinds []*kind
+	// kinds are the intent types the time series follows.
+	kinds []*kind
 	// SpikeAt, when positive, is the fraction of the posting period after
 	// which demand is multiplied by SpikeFactor, and stays so.
 	SpikeAt, SpikeFactor float64
@@ -57,14 +57,14 @@ func Scenarios() []*Scenario {
 			Name:        "baseline",
 			Description: "honest buyers, sellers of checked and fuzzy work with three pricing strategies, bonded arbiters",
 			Agents:      60, MinAgents: 16, Duration: 10 * time.Minute, Step: time.Second,
-			Sample: 15 * time.Second, Window: 2 * time.Minute, Workers: 1, Kinds: tradedKinds,
+			Sample: 15 * time.Second, Window: 2 * time.Minute, Workers: 1, kinds: tradedKinds,
 			build: buildBaseline,
 		},
 		{
 			Name:        "demand-spike",
 			Description: "demand jumps 2.5-fold 45% of the way in; incumbents reprice; entrants join where the price index pays",
 			Agents:      60, MinAgents: 20, Duration: 15 * time.Minute, Step: time.Second,
-			Sample: 15 * time.Second, Window: 2 * time.Minute, Workers: 1, Kinds: []*kind{kindSort, kindTranslate},
+			Sample: 15 * time.Second, Window: 2 * time.Minute, Workers: 1, kinds: []*kind{kindSort, kindTranslate},
 			SpikeAt: 0.45, SpikeFactor: 2.5,
 			build: buildSpike,
 		},
@@ -72,7 +72,7 @@ func Scenarios() []*Scenario {
 			Name:        "adversarial",
 			Description: "the baseline economy under attack: prompt injectors, sybil rings, non-deliverers, free-riders, overspenders, bid spammers",
 			Agents:      80, MinAgents: 40, Duration: 10 * time.Minute, Step: time.Second,
-			Sample: 15 * time.Second, Window: 2 * time.Minute, Workers: 1, Kinds: tradedKinds,
+			Sample: 15 * time.Second, Window: 2 * time.Minute, Workers: 1, kinds: tradedKinds,
 			build: buildAdversarial,
 		},
 		{
@@ -80,14 +80,14 @@ func Scenarios() []*Scenario {
 			Description: "clients buy whole projects; orchestrators subcontract the parts under the project's escrow and pay on passing checks",
 			Agents:      50, MinAgents: 16, Duration: 10 * time.Minute, Step: time.Second,
 			Sample: 15 * time.Second, Window: 2 * time.Minute, Workers: 1,
-			Kinds: []*kind{kindProject, kindSort, kindFactor, kindPow, kindMatmul},
+			kinds: []*kind{kindProject, kindSort, kindFactor, kindPow, kindMatmul},
 			build: buildEnterprise,
 		},
 		{
 			Name:        "scale",
 			Description: "a benchmark: ten thousand agents trading checked work as fast as the market settles it",
 			Agents:      10_000, MinAgents: 100, Duration: time.Minute, Step: time.Second,
-			Sample: 15 * time.Second, Window: time.Minute, Workers: 32, Kinds: []*kind{kindSort, kindPow},
+			Sample: 15 * time.Second, Window: time.Minute, Workers: 32, kinds: []*kind{kindSort, kindPow},
 			build: buildScale,
 		},
 	}
@@ -360,7 +360,7 @@ func buildScale(s *sim, n int) error {
 		s.kinds[k.Intent] = k
 		kinds = append(kinds, k)
 	}
-	s.sc.Kinds = kinds[:min(4, len(kinds))]
+	s.sc.kinds = kinds[:min(4, len(kinds))]
 	for i := 0; i < arbiters; i++ {
 		s.add(s.arbiterAgent(fmt.Sprintf("arbiter-%d", i)))
 	}

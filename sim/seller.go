@@ -45,8 +45,6 @@ type seller struct {
 
 	bids map[string]*sellerBid // by intent id
 	jobs map[string]bool       // open contracts, by id
-	won  int
-	lost int
 	// settled and paidShare track the seller's own outcomes: how many of
 	// its contracts settled, and the sum of the share of the price each
 	// paid. They tell it what a delivery is worth to it on average.
@@ -56,10 +54,7 @@ type seller struct {
 
 type sellerBid struct {
 	id      string
-	intent  string
-	kind    *kind
-	price   int64
-	reserve int64
+	reserve int64 // the lowest price the seller will take
 }
 
 // trueQuality is what the seller's deliveries are worth on average:
@@ -239,7 +234,6 @@ func (s *seller) payRate() float64 {
 
 func (s *seller) lose(intentID string) {
 	delete(s.bids, intentID)
-	s.lost++
 	s.pricing.observe(false)
 }
 
@@ -295,7 +289,7 @@ func (s *seller) consider(ev *event) {
 	if s.does == injectWork {
 		s.sim.world.attack(AttackInjection, func(a *Attack) { a.Attempts++ })
 	}
-	s.bids[in.ID] = &sellerBid{id: b.ID, intent: in.ID, kind: k, price: price, reserve: reserve}
+	s.bids[in.ID] = &sellerBid{id: b.ID, reserve: reserve}
 }
 
 // answer responds to a buyer's counter-offer: accept it if it covers the
@@ -332,7 +326,6 @@ func (s *seller) answer(m *market.Message) {
 // start does the work of a contract the seller won, or pretends to.
 func (s *seller) start(c *market.Contract) {
 	delete(s.bids, c.IntentID)
-	s.won++
 	s.pricing.observe(true)
 	k := s.sim.kindOf(c.Intent)
 	t := s.sim.world.task(c.IntentID)
@@ -418,7 +411,7 @@ func (s *seller) spam(in *market.Intent) {
 			}
 		})
 		if err == nil && i == 0 {
-			s.bids[in.ID] = &sellerBid{id: b.ID, intent: in.ID, price: 1, reserve: 1}
+			s.bids[in.ID] = &sellerBid{id: b.ID, reserve: 1}
 		}
 	}
 }

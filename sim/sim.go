@@ -467,22 +467,6 @@ func (s *sim) pump(ctx context.Context) error {
 			s.world.observe(evs[i])
 
 		}
-		var order []agent
-		work := map[agent][]func(){}
-		s.mu.Lock()
-		for _, ev := range evs {
-			for _, id := range ev.Audience {
-				a, ok := s.byID[id]
-				if !ok {
-					continue
-				}
-				if _, ok := work[a]; !ok {
-					order = append(order, a)
-				}
-				work[a] = append(work[a], func() { a.handle(ev) })
-			}
-		}
-		s.mu.Unlock()
 		if s.cfg.Workers <= 1 {
 			// Strict stream order across agents, so that a run is a
 			// function of its seed.
@@ -494,6 +478,24 @@ func (s *sim) pump(ctx context.Context) error {
 				}
 			}
 		} else {
+			// Each agent sees its events in stream order; agents run
+			// side by side.
+			var order []agent
+			work := map[agent][]func(){}
+			s.mu.Lock()
+			for _, ev := range evs {
+				for _, id := range ev.Audience {
+					a, ok := s.byID[id]
+					if !ok {
+						continue
+					}
+					if _, ok := work[a]; !ok {
+						order = append(order, a)
+					}
+					work[a] = append(work[a], func() { a.handle(ev) })
+				}
+			}
+			s.mu.Unlock()
 			s.perAgent(order, work)
 		}
 		if err := s.failed(); err != nil {

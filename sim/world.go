@@ -305,7 +305,7 @@ func (w *world) sample(ctx context.Context) error {
 		return nil
 	}
 	w.mu.Unlock()
-	for _, k := range w.s.sc.Kinds {
+	for _, k := range w.s.sc.kinds {
 		st, err := w.s.op.Service.Stats(w.s.op.Ctx, k.Intent, w.s.sc.Window)
 		if err != nil {
 			return fmt.Errorf("stats %s: %w", k.Intent, err)

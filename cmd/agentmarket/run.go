@@ -45,6 +45,7 @@ func commands() map[string]command {
 		"bench":     {"benchmarks beside their baselines: ledger; http (whole trades over HTTP vs in-process)", runBench},
 		"serve":     {"the marketplace: HTTP API, event stream, agent card", runServe},
 		"sim":       {"run a seeded simulation of an agent economy and write a report", runSim},
+		"demo":      {"serve a market on a local port and trade a simulated economy against it over HTTP", runDemo},
 		"mcp":       {"MCP tools for one agent over stdio; mcp token: a bearer token for /mcp", runMCP},
 		"agent":     {"agent run: trade as one agent with a scripted or LLM policy; agent keygen", runAgent},
 		"keygen":    {"write a new agent key file (0600) and print its did:key", runKeygenCLI},

@@ -287,11 +287,18 @@ func (e *Engine) rate(tx market.Tx, c *market.Contract, s *settlement, now time.
 	return nil
 }
 
-// cycleSearchBudget bounds the payment-graph search one settlement makes.
-const cycleSearchBudget = 256
+// The payment-graph search one settlement makes is bounded: paths of at
+// most cycleSearchDepth payments, and at most cycleSearchBudget agents
+// visited. Wash-trading rings are small and tight, so a deep, narrow
+// search finds them; honest agents with many counterparties hit the
+// budget before they cost much.
+const (
+	cycleSearchDepth  = 6
+	cycleSearchBudget = 512
+)
 
 // breakCycles looks for a payment path from seller back to buyer of at
-// most three hops. With the payment just made it closes a cycle: money
+// most cycleSearchDepth hops. With the payment just made it closes a cycle: money
 // going round, the mark of wash trading. Every pair on the cycle is
 // marked circular and its contribution withdrawn from the payee's score.
 func (e *Engine) breakCycles(tx market.Tx, buyer, seller market.AgentID, now time.Time) error {
@@ -305,7 +312,7 @@ func (e *Engine) breakCycles(tx market.Tx, buyer, seller market.AgentID, now tim
 	found := -1
 	for i := 0; i < len(seen) && found < 0 && len(seen) < cycleSearchBudget; i++ {
 		n := seen[i]
-		if n.depth == 3 {
+		if n.depth == cycleSearchDepth {
 			continue
 		}
 		next, err := tx.PaidBy(n.id)

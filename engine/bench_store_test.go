@@ -1,0 +1,97 @@
+package engine_test
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/agentmarket/agentmarket/engine"
+	"github.com/agentmarket/agentmarket/journalstore"
+	"github.com/agentmarket/agentmarket/ledger"
+	"github.com/agentmarket/agentmarket/market"
+	"github.com/agentmarket/agentmarket/sqlite"
+)
+
+// openStore opens a market store in dir on the clock now.
+type openStore func(dir string, now func() time.Time) (market.Store, error)
+
+var benchStores = []struct {
+	name string
+	open openStore
+}{
+	{"sqlite", func(dir string, now func() time.Time) (market.Store, error) {
+		return sqlite.Open(filepath.Join(dir, "market.db"), sqlite.Options{Now: now})
+	}},
+	{"journal", func(dir string, now func() time.Time) (market.Store, error) {
+		return journalstore.Open(filepath.Join(dir, "market"), journalstore.Options{Now: now})
+	}},
+}
+
+// newMarketOn is newMarket on the store that open returns. Its store is
+// closed when the test ends, not by testMarket.close.
+func newMarketOn(t testing.TB, open openStore, tweak ...func(*engine.Config)) *testMarket {
+	t.Helper()
+	key, err := market.NewPrivateKeyFromSeed(make([]byte, 32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := &testMarket{t: t, dir: t.TempDir(), clock: newClock(), key: key}
+	m.cfg = engine.Config{Key: key, Seed: 1, SampleRate: -1, CrossCheckRate: -1}
+	for _, f := range tweak {
+		f(&m.cfg)
+	}
+	l, err := ledger.Open(filepath.Join(m.dir, "ledger"), ledger.Options{Now: m.clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	s, err := open(m.dir, m.clock.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	cfg := m.cfg
+	cfg.Store, cfg.Ledger, cfg.Now = s, l, m.clock.Now
+	e, err := engine.New(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.ledger, m.Engine = l, e
+	return m
+}
+
+// BenchmarkLifecycleStores runs BenchmarkLifecycle's lifecycles, b.N of
+// them, on each market store in the same run: SQLite, and the journal
+// store that keeps the market's state in memory. It reports each one's
+// lifecycles per second and the journal store's speedup over SQLite.
+func BenchmarkLifecycleStores(b *testing.B) {
+	const wave = 128
+	rates := make(map[string]float64)
+	b.StopTimer()
+	for _, st := range benchStores {
+		m := newMarketOn(b, st.open, func(c *engine.Config) {
+			c.StartingGrant = 1_000_000 * market.Credit
+			c.OperatorGrantCap = 1 << 60
+		})
+		var buyers, sellers []agent
+		for i := range 16 {
+			buyers = append(buyers, m.agent(fmt.Sprintf("buyer-%d", i), fmt.Sprintf("ob%d", i), market.RoleBuyer))
+			s := m.agent(fmt.Sprintf("seller-%d", i), fmt.Sprintf("os%d", i), market.RoleSeller)
+			must[market.Offer](b)(m.PublishOffer(s.Ctx, market.Offer{Intent: sortIntent, BasePriceMicrocredits: market.Credit, LatencyMs: 60_000}))
+			sellers = append(sellers, s)
+		}
+		b.StartTimer()
+		start := time.Now()
+		for done := 0; done < b.N; done += wave {
+			runLifecycles(b, m, buyers, sellers, min(wave, b.N-done))
+		}
+		rates[st.name] = float64(b.N) / time.Since(start).Seconds()
+		b.StopTimer()
+		m.checkMoney()
+	}
+	b.ReportMetric(rates["sqlite"], "sqlite-lifecycles/s")
+	b.ReportMetric(rates["journal"], "journal-lifecycles/s")
+	b.ReportMetric(rates["journal"]/rates["sqlite"], "speedup")
+}

@@ -1,0 +1,245 @@
+package journalstore
+
+import (
+	"cmp"
+	"slices"
+	"strings"
+)
+
+// The indexes are ordered sets. A set is kept in chunks of at most
+// chunkMax elements, so that an insert or a removal anywhere moves at most
+// one chunk's elements, and finding an element is a binary search over the
+// chunks and then within one. Sets are small in the common case (the three
+// bids of an intent) and start as one short chunk.
+const chunkMax = 256
+
+// element is what an ordered set holds: a value that orders itself.
+type element[E any] interface {
+	compare(E) int
+}
+
+// seqKey is an object's insertion sequence number.
+type seqKey int64
+
+func (a seqKey) compare(b seqKey) int { return cmp.Compare(a, b) }
+
+// dueKey orders objects by a deadline in unix nanoseconds, then by
+// insertion sequence.
+type dueKey struct {
+	at  int64
+	seq int64
+}
+
+func (a dueKey) compare(b dueKey) int {
+	if c := cmp.Compare(a.at, b.at); c != 0 {
+		return c
+	}
+	return cmp.Compare(a.seq, b.seq)
+}
+
+// idKey is an object's id, for sets ordered by id.
+type idKey string
+
+func (a idKey) compare(b idKey) int { return strings.Compare(string(a), string(b)) }
+
+// sellerKey is one paid contract of a buyer: the seller it paid, and the
+// contract's sequence number.
+type sellerKey struct {
+	seller string
+	seq    int64
+}
+
+func (a sellerKey) compare(b sellerKey) int {
+	if c := strings.Compare(a.seller, b.seller); c != 0 {
+		return c
+	}
+	return cmp.Compare(a.seq, b.seq)
+}
+
+// sorted is an ordered set of E.
+type sorted[E element[E]] struct {
+	chunks [][]E
+	n      int
+}
+
+// Len returns the number of elements.
+func (s *sorted[E]) Len() int {
+	if s == nil {
+		return 0
+	}
+	return s.n
+}
+
+// chunkFor returns the index of the chunk where e belongs: the first whose
+// last element is not below e, or the last chunk.
+func (s *sorted[E]) chunkFor(e E) int {
+	i, _ := slices.BinarySearchFunc(s.chunks, e, func(c []E, e E) int { return c[len(c)-1].compare(e) })
+	return min(i, len(s.chunks)-1)
+}
+
+// insert adds e; it reports false when e was there already.
+func (s *sorted[E]) insert(e E) bool {
+	if len(s.chunks) == 0 {
+		s.chunks = [][]E{{e}}
+		s.n = 1
+		return true
+	}
+	ci := s.chunkFor(e)
+	c := s.chunks[ci]
+	i, found := slices.BinarySearchFunc(c, e, E.compare)
+	if found {
+		return false
+	}
+	c = slices.Insert(c, i, e)
+	s.n++
+	if len(c) <= chunkMax {
+		s.chunks[ci] = c
+		return true
+	}
+	// Split the full chunk in two halves, each with room to grow.
+	half := len(c) / 2
+	lo := make([]E, half, chunkMax)
+	copy(lo, c[:half])
+	hi := make([]E, len(c)-half, chunkMax)
+	copy(hi, c[half:])
+	s.chunks[ci] = lo
+	s.chunks = slices.Insert(s.chunks, ci+1, hi)
+	return true
+}
+
+// remove deletes e; it reports false when e was not there.
+func (s *sorted[E]) remove(e E) bool {
+	if len(s.chunks) == 0 {
+		return false
+	}
+	ci := s.chunkFor(e)
+	c := s.chunks[ci]
+	i, found := slices.BinarySearchFunc(c, e, E.compare)
+	if !found {
+		return false
+	}
+	c = slices.Delete(c, i, i+1)
+	s.n--
+	if len(c) == 0 {
+		s.chunks = slices.Delete(s.chunks, ci, ci+1)
+		return true
+	}
+	s.chunks[ci] = c
+	// Merge a chunk that has shrunk to a quarter into its neighbour, so
+	// that a set that shrinks does not keep many near-empty chunks.
+	if len(c) < chunkMax/4 && ci+1 < len(s.chunks) && len(c)+len(s.chunks[ci+1]) <= chunkMax {
+		s.chunks[ci] = append(c, s.chunks[ci+1]...)
+		s.chunks = slices.Delete(s.chunks, ci+1, ci+2)
+	}
+	return true
+}
+
+// has reports whether e is in the set.
+func (s *sorted[E]) has(e E) bool {
+	if s == nil || len(s.chunks) == 0 {
+		return false
+	}
+	_, found := slices.BinarySearchFunc(s.chunks[s.chunkFor(e)], e, E.compare)
+	return found
+}
+
+// first returns the smallest element.
+func (s *sorted[E]) first() (e E, ok bool) {
+	if s == nil || len(s.chunks) == 0 {
+		return e, false
+	}
+	return s.chunks[0][0], true
+}
+
+// ascend calls fn on the elements from the first at or above from, in
+// order, until fn returns false.
+func (s *sorted[E]) ascend(from E, fn func(E) bool) {
+	if s == nil || len(s.chunks) == 0 {
+		return
+	}
+	ci := s.chunkFor(from)
+	i, _ := slices.BinarySearchFunc(s.chunks[ci], from, E.compare)
+	for ; ci < len(s.chunks); ci, i = ci+1, 0 {
+		for _, e := range s.chunks[ci][i:] {
+			if !fn(e) {
+				return
+			}
+		}
+	}
+}
+
+// ascendAll calls fn on every element in order until fn returns false.
+func (s *sorted[E]) ascendAll(fn func(E) bool) {
+	if s == nil {
+		return
+	}
+	for _, c := range s.chunks {
+		for _, e := range c {
+			if !fn(e) {
+				return
+			}
+		}
+	}
+}
+
+// descendBelow calls fn on the elements below before, in reverse order,
+// until fn returns false.
+func (s *sorted[E]) descendBelow(before E, fn func(E) bool) {
+	if s == nil || len(s.chunks) == 0 {
+		return
+	}
+	ci := s.chunkFor(before)
+	i, _ := slices.BinarySearchFunc(s.chunks[ci], before, E.compare)
+	for ; ci >= 0; ci-- {
+		c := s.chunks[ci]
+		if i < 0 {
+			i = len(c)
+		}
+		for j := i - 1; j >= 0; j-- {
+			if !fn(c[j]) {
+				return
+			}
+		}
+		i = -1
+	}
+}
+
+// descendAll calls fn on every element in reverse order until fn returns
+// false.
+func (s *sorted[E]) descendAll(fn func(E) bool) {
+	if s == nil {
+		return
+	}
+	for ci := len(s.chunks) - 1; ci >= 0; ci-- {
+		c := s.chunks[ci]
+		for j := len(c) - 1; j >= 0; j-- {
+			if !fn(c[j]) {
+				return
+			}
+		}
+	}
+}
+
+// setMap is a family of ordered sets under keys, such as one set of bids
+// per intent. An empty set is dropped from the map.
+type setMap[K comparable, E element[E]] map[K]*sorted[E]
+
+func (m setMap[K, E]) insert(k K, e E) {
+	s := m[k]
+	if s == nil {
+		s = &sorted[E]{}
+		m[k] = s
+	}
+	s.insert(e)
+}
+
+func (m setMap[K, E]) remove(k K, e E) {
+	s := m[k]
+	if s == nil {
+		return
+	}
+	s.remove(e)
+	if s.n == 0 {
+		delete(m, k)
+	}
+}

@@ -1,0 +1,702 @@
+package journalstore
+
+import (
+	"math"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/agentmarket/agentmarket/market"
+)
+
+// The state holds every object in memory, in versions. Each journal record
+// is a version of the state, numbered by its sequence number, and every
+// object value carries the version that wrote it, with a pointer to the
+// value it replaced:
+//
+//   - The writer goroutine writes a batch's values at the next version,
+//     which no View can see: a View reads at the newest version whose
+//     record is durable, fixed when the View starts, and for each object
+//     walks back to the newest value at or below it. The writer itself
+//     reads the newest value of all, its batch's writes included.
+//   - Once no View can see an old value any more, the writer drops it.
+//
+// The indexes hold, for every value some reader may still see, an entry
+// for each list that value belongs in (a contract's state, its parties,
+// its deadline...). An entry can outlive the value that put it there: a
+// list query walks an index and keeps the objects whose value, as the
+// reader sees it, matches the whole query, so a stale entry is skipped.
+// Stale entries are removed when the old values are dropped.
+//
+// mu guards the maps, pages and indexes against the writer's changes:
+// the writer takes it to change them, a View's read takes it for reading
+// for one call at a time, so that a View never holds up a commit. The
+// writer's own reads need no lock: no one else changes anything.
+type state struct {
+	mu sync.RWMutex
+
+	agents    map[market.AgentID]*version[market.Agent]
+	grants    map[string]*version[int64]
+	offers    map[string]*version[market.Offer]
+	intents   seqTable[market.Intent]
+	bids      seqTable[bidValue]
+	messages  seqTable[market.Message]
+	contracts seqTable[market.Contract]
+	scores    map[scoreKey]*version[market.ScoreRecord]
+	pairs     map[pairKey]*version[market.PairRecord]
+	arbRecs   map[market.AgentID]*version[market.ArbiterRecord]
+	idem      map[string]*version[market.IdempotencyRecord]
+	receipts  pages[*market.Receipt]
+	events    pages[*market.Event]
+
+	// nonces hold each nonce's expiry (unix ns). Only the writer reads
+	// them, but they are versioned like the rest, for snapshots.
+	nonces      map[nonceKey]*version[int64]
+	nonceExpiry sorted[nonceExp] // the writer's alone
+
+	intentByType    setMap[string, seqKey]
+	intentByState   setMap[string, seqKey]
+	intentByBuyer   setMap[string, seqKey]
+	intentByRequest setMap[[2]string, seqKey]
+	intentDue       sorted[dueKey]
+	bidByIntent     setMap[string, seqKey]
+	messageByBid    setMap[string, seqKey]
+	contractByState setMap[string, seqKey]
+	contractByType  setMap[string, seqKey]
+	contractByParen setMap[string, seqKey]
+	contractByParty setMap[string, seqKey]
+	contractOpen    setMap[[2]string, seqKey]
+	contractPaid    setMap[string, sellerKey]
+	contractDue     sorted[dueKey]
+	offerActive     setMap[string, idKey]
+	offerBySeller   setMap[string, idKey]
+	arbiters        sorted[idKey]
+	pairsBetween    setMap[[2]string, idKey]
+	eventsByIntent  map[string][]int64
+	eventsByAgent   map[market.AgentID][]int64
+	eventsPublic    []int64
+
+	// The statistics, by intent type.
+	intentsCreated   map[string]*series
+	bidsCreated      map[string]*series
+	contractsAwarded map[string]*series
+	contractFills    map[string]*series
+	suspectSeries    map[*series]bool // series with suspects to clear
+
+	// oldest is the oldest version some View may still read, as of the
+	// last collection; values and entries that no reader at or above it
+	// can see are garbage.
+	oldest uint64
+}
+
+func newState() *state {
+	return &state{
+		agents:           make(map[market.AgentID]*version[market.Agent]),
+		grants:           make(map[string]*version[int64]),
+		offers:           make(map[string]*version[market.Offer]),
+		intents:          newSeqTable[market.Intent](),
+		bids:             newSeqTable[bidValue](),
+		messages:         newSeqTable[market.Message](),
+		contracts:        newSeqTable[market.Contract](),
+		scores:           make(map[scoreKey]*version[market.ScoreRecord]),
+		pairs:            make(map[pairKey]*version[market.PairRecord]),
+		arbRecs:          make(map[market.AgentID]*version[market.ArbiterRecord]),
+		idem:             make(map[string]*version[market.IdempotencyRecord]),
+		nonces:           make(map[nonceKey]*version[int64]),
+		intentByType:     make(setMap[string, seqKey]),
+		intentByState:    make(setMap[string, seqKey]),
+		intentByBuyer:    make(setMap[string, seqKey]),
+		intentByRequest:  make(setMap[[2]string, seqKey]),
+		bidByIntent:      make(setMap[string, seqKey]),
+		messageByBid:     make(setMap[string, seqKey]),
+		contractByState:  make(setMap[string, seqKey]),
+		contractByType:   make(setMap[string, seqKey]),
+		contractByParen:  make(setMap[string, seqKey]),
+		contractByParty:  make(setMap[string, seqKey]),
+		contractOpen:     make(setMap[[2]string, seqKey]),
+		contractPaid:     make(setMap[string, sellerKey]),
+		offerActive:      make(setMap[string, idKey]),
+		offerBySeller:    make(setMap[string, idKey]),
+		pairsBetween:     make(setMap[[2]string, idKey]),
+		eventsByIntent:   make(map[string][]int64),
+		eventsByAgent:    make(map[market.AgentID][]int64),
+		intentsCreated:   make(map[string]*series),
+		bidsCreated:      make(map[string]*series),
+		contractsAwarded: make(map[string]*series),
+		contractFills:    make(map[string]*series),
+		suspectSeries:    make(map[*series]bool),
+	}
+}
+
+// version is one value of an object, written by the journal record ver.
+// prev is the value it replaced, kept while some reader may see it.
+// A version's val never changes once the version is stored.
+type version[T any] struct {
+	ver  uint64
+	prev *version[T]
+	val  T
+}
+
+// at returns the value a reader at snap sees, or nil.
+func (v *version[T]) at(snap uint64) *version[T] {
+	for v != nil && v.ver > snap {
+		v = v.prev
+	}
+	return v
+}
+
+// bidValue is a bid with its intent's type, read from the intent when the
+// bid was stored, for market statistics; "" if the intent was not stored.
+type bidValue struct {
+	market.Bid
+	intentType string
+}
+
+type scoreKey struct {
+	agent  market.AgentID
+	intent string
+}
+
+type pairKey struct {
+	buyer, seller market.AgentID
+	intent        string
+}
+
+type nonceKey struct {
+	agent market.AgentID
+	nonce string
+}
+
+// nonceExp orders nonces by expiry, to forget the expired ones.
+type nonceExp struct {
+	at int64
+	k  nonceKey
+}
+
+func (a nonceExp) compare(b nonceExp) int {
+	switch {
+	case a.at != b.at:
+		return cmpInt(a.at, b.at)
+	case a.k.agent != b.k.agent:
+		return cmpStr(string(a.k.agent), string(b.k.agent))
+	}
+	return cmpStr(a.k.nonce, b.k.nonce)
+}
+
+func cmpInt(a, b int64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+func cmpStr(a, b string) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// pages is an append-only sequence numbered from 1, in fixed-size pages
+// so that growing it never copies what is there.
+type pages[T any] struct {
+	p    [][]T
+	last int64
+}
+
+const (
+	pageBits = 12
+	pageSize = 1 << pageBits
+)
+
+func (p *pages[T]) get(seq int64) (v T) {
+	i := seq - 1
+	if seq <= 0 || i>>pageBits >= int64(len(p.p)) {
+		return v
+	}
+	return p.p[i>>pageBits][i&(pageSize-1)]
+}
+
+func (p *pages[T]) set(seq int64, v T) {
+	i := seq - 1
+	for i>>pageBits >= int64(len(p.p)) {
+		p.p = append(p.p, make([]T, pageSize))
+	}
+	p.p[i>>pageBits][i&(pageSize-1)] = v
+}
+
+// seqTable holds objects that lists return in insertion order: each gets
+// the next sequence number when first stored.
+type seqTable[T any] struct {
+	ids map[string]int64
+	pages[*version[T]]
+}
+
+func newSeqTable[T any]() seqTable[T] { return seqTable[T]{ids: make(map[string]int64)} }
+
+// lookup returns the object's sequence number and newest version.
+func (t *seqTable[T]) lookup(id string) (int64, *version[T]) {
+	seq, ok := t.ids[id]
+	if !ok {
+		return 0, nil
+	}
+	return seq, t.get(seq)
+}
+
+// Times are indexed as unix nanoseconds, as the sqlite adapter stores
+// them: the zero time is the smallest value, so that a zero deadline has
+// always passed, and times beyond the years 1678 to 2262 are clamped.
+const zeroNanos = math.MinInt64
+
+var (
+	minNanoTime = time.Unix(0, math.MinInt64+1)
+	maxNanoTime = time.Unix(0, math.MaxInt64)
+)
+
+func nanos(t time.Time) int64 {
+	switch {
+	case t.IsZero():
+		return zeroNanos
+	case t.Before(minNanoTime):
+		return math.MinInt64 + 1
+	case t.After(maxNanoTime):
+		return math.MaxInt64
+	}
+	return t.UnixNano()
+}
+
+// The indexes an object's value has entries in.
+const (
+	ixIntentType = iota + 1
+	ixIntentState
+	ixIntentBuyer
+	ixIntentRequest
+	ixIntentDue
+	ixIntentCreated
+	ixBidIntent
+	ixBidCreated
+	ixMessageBid
+	ixContractState
+	ixContractType
+	ixContractParent
+	ixContractParty
+	ixContractOpen
+	ixContractPaid
+	ixContractDue
+	ixContractAwarded
+	ixContractFill
+	ixOfferActive
+	ixOfferSeller
+	ixArbiter
+)
+
+// ikey is one index entry of an object's value: which index, the key
+// within it (s1, s2, n), the amounts a statistic sums (a, b), and the
+// object, by sequence number or id.
+type ikey struct {
+	idx    uint8
+	s1, s2 string
+	n      int64
+	a, b   int64
+	seq    int64
+	id     string
+}
+
+func intentDue(i *market.Intent) (int64, bool) {
+	switch i.State {
+	case market.IntentOpen:
+		return nanos(i.BidDeadline), true
+	case market.IntentSelecting:
+		return nanos(i.AwardDeadline), true
+	}
+	return 0, false
+}
+
+func contractDue(c *market.Contract) (int64, bool) {
+	switch c.State {
+	case market.ContractAwarded:
+		return nanos(c.DeliverBy), true
+	case market.ContractDelivered, market.ContractInReview:
+		return nanos(c.ReviewBy), true
+	}
+	return 0, false
+}
+
+func intentKeys(i *market.Intent, seq int64, buf []ikey) []ikey {
+	buf = append(buf,
+		ikey{idx: ixIntentType, s1: i.Intent, seq: seq},
+		ikey{idx: ixIntentState, s1: string(i.State), seq: seq},
+		ikey{idx: ixIntentBuyer, s1: string(i.Buyer), seq: seq},
+		ikey{idx: ixIntentCreated, s1: i.Intent, n: nanos(i.CreatedAt), seq: seq})
+	if i.RequestID != "" {
+		buf = append(buf, ikey{idx: ixIntentRequest, s1: string(i.Buyer), s2: i.RequestID, seq: seq})
+	}
+	if due, ok := intentDue(i); ok {
+		buf = append(buf, ikey{idx: ixIntentDue, n: due, seq: seq})
+	}
+	return buf
+}
+
+func bidKeys(b *bidValue, seq int64, buf []ikey) []ikey {
+	return append(buf,
+		ikey{idx: ixBidIntent, s1: b.Intent, seq: seq},
+		ikey{idx: ixBidCreated, s1: b.intentType, n: nanos(b.CreatedAt), seq: seq})
+}
+
+func messageKeys(m *market.Message, seq int64, buf []ikey) []ikey {
+	return append(buf, ikey{idx: ixMessageBid, s1: m.Bid, seq: seq})
+}
+
+// contractParties lists the agents a contract concerns, once each: its
+// buyer, its seller, and every arbiter assigned to it or that reviewed it.
+func contractParties(c *market.Contract, buf []market.AgentID) []market.AgentID {
+	add := func(a market.AgentID) {
+		if !slices.Contains(buf, a) {
+			buf = append(buf, a)
+		}
+	}
+	add(c.Buyer)
+	add(c.Seller)
+	for _, a := range c.Arbiters {
+		add(a)
+	}
+	for _, r := range c.Reviews {
+		add(r.Arbiter)
+	}
+	return buf
+}
+
+func contractKeys(c *market.Contract, seq int64, buf []ikey) []ikey {
+	buf = append(buf,
+		ikey{idx: ixContractState, s1: string(c.State), seq: seq},
+		ikey{idx: ixContractType, s1: c.Intent, seq: seq},
+		ikey{idx: ixContractAwarded, s1: c.Intent, n: nanos(c.AwardedAt), seq: seq})
+	if c.ParentContract != "" {
+		buf = append(buf, ikey{idx: ixContractParent, s1: c.ParentContract, seq: seq})
+	}
+	var parties [8]market.AgentID
+	for _, a := range contractParties(c, parties[:0]) {
+		buf = append(buf, ikey{idx: ixContractParty, s1: string(a), seq: seq})
+	}
+	if due, ok := contractDue(c); ok {
+		buf = append(buf, ikey{idx: ixContractDue, n: due, seq: seq})
+	}
+	if !c.State.Terminal() {
+		buf = append(buf, ikey{idx: ixContractOpen, s1: string(c.Seller), s2: c.Intent, seq: seq})
+	}
+	if o := c.Outcome; o != nil {
+		if o.PaidMicrocredits > 0 {
+			buf = append(buf, ikey{idx: ixContractPaid, s1: string(c.Buyer), s2: string(c.Seller), seq: seq})
+		}
+		if c.State == market.ContractSettled && (o.Result == market.ResultPaid || o.Result == market.ResultPartial) {
+			buf = append(buf, ikey{idx: ixContractFill, s1: c.Intent, n: nanos(o.SettledAt),
+				a: c.PriceMicrocredits, b: o.PaidMicrocredits, seq: seq})
+		}
+	}
+	return buf
+}
+
+func offerKeys(o *market.Offer, buf []ikey) []ikey {
+	buf = append(buf, ikey{idx: ixOfferSeller, s1: string(o.Seller), id: o.ID})
+	if o.State == market.OfferActive {
+		buf = append(buf, ikey{idx: ixOfferActive, s1: o.Intent, id: o.ID})
+	}
+	return buf
+}
+
+func agentKeys(a *market.Agent, buf []ikey) []ikey {
+	if a.HasRole(market.RoleArbiter) {
+		buf = append(buf, ikey{idx: ixArbiter, id: string(a.ID)})
+	}
+	return buf
+}
+
+// seriesFor returns the statistic an index key counts in, creating it if
+// create is set; nil if the key is not a statistic's.
+func (s *state) seriesFor(k *ikey, create bool) *series {
+	var m map[string]*series
+	switch k.idx {
+	case ixIntentCreated:
+		m = s.intentsCreated
+	case ixBidCreated:
+		m = s.bidsCreated
+	case ixContractAwarded:
+		m = s.contractsAwarded
+	case ixContractFill:
+		m = s.contractFills
+	default:
+		return nil
+	}
+	sr := m[k.s1]
+	if sr == nil && create {
+		sr = &series{}
+		m[k.s1] = sr
+	}
+	return sr
+}
+
+func statOf(k *ikey) statKey { return statKey{at: k.n, seq: k.seq, a: k.a, b: k.b} }
+
+// insert adds an index entry. Inserting one that is there does nothing.
+// A statistic's fact is marked suspect at ver, the version that added it.
+func (s *state) insert(k *ikey, ver uint64) {
+	switch k.idx {
+	case ixIntentType:
+		s.intentByType.insert(k.s1, seqKey(k.seq))
+	case ixIntentState:
+		s.intentByState.insert(k.s1, seqKey(k.seq))
+	case ixIntentBuyer:
+		s.intentByBuyer.insert(k.s1, seqKey(k.seq))
+	case ixIntentRequest:
+		s.intentByRequest.insert([2]string{k.s1, k.s2}, seqKey(k.seq))
+	case ixIntentDue:
+		s.intentDue.insert(dueKey{k.n, k.seq})
+	case ixBidIntent:
+		s.bidByIntent.insert(k.s1, seqKey(k.seq))
+	case ixMessageBid:
+		s.messageByBid.insert(k.s1, seqKey(k.seq))
+	case ixContractState:
+		s.contractByState.insert(k.s1, seqKey(k.seq))
+	case ixContractType:
+		s.contractByType.insert(k.s1, seqKey(k.seq))
+	case ixContractParent:
+		s.contractByParen.insert(k.s1, seqKey(k.seq))
+	case ixContractParty:
+		s.contractByParty.insert(k.s1, seqKey(k.seq))
+	case ixContractOpen:
+		s.contractOpen.insert([2]string{k.s1, k.s2}, seqKey(k.seq))
+	case ixContractPaid:
+		s.contractPaid.insert(k.s1, sellerKey{k.s2, k.seq})
+	case ixContractDue:
+		s.contractDue.insert(dueKey{k.n, k.seq})
+	case ixOfferActive:
+		s.offerActive.insert(k.s1, idKey(k.id))
+	case ixOfferSeller:
+		s.offerBySeller.insert(k.s1, idKey(k.id))
+	case ixArbiter:
+		s.arbiters.insert(idKey(k.id))
+	default:
+		sr := s.seriesFor(k, true)
+		sr.insert(statOf(k))
+		s.suspect(sr, k, ver)
+	}
+}
+
+// suspect marks a statistic's fact as one that readers must check.
+func (s *state) suspect(sr *series, k *ikey, ver uint64) {
+	sr.markSuspect(statOf(k), ver)
+	s.suspectSeries[sr] = true
+}
+
+// remove deletes an index entry.
+func (s *state) remove(k *ikey) {
+	switch k.idx {
+	case ixIntentType:
+		s.intentByType.remove(k.s1, seqKey(k.seq))
+	case ixIntentState:
+		s.intentByState.remove(k.s1, seqKey(k.seq))
+	case ixIntentBuyer:
+		s.intentByBuyer.remove(k.s1, seqKey(k.seq))
+	case ixIntentRequest:
+		s.intentByRequest.remove([2]string{k.s1, k.s2}, seqKey(k.seq))
+	case ixIntentDue:
+		s.intentDue.remove(dueKey{k.n, k.seq})
+	case ixBidIntent:
+		s.bidByIntent.remove(k.s1, seqKey(k.seq))
+	case ixMessageBid:
+		s.messageByBid.remove(k.s1, seqKey(k.seq))
+	case ixContractState:
+		s.contractByState.remove(k.s1, seqKey(k.seq))
+	case ixContractType:
+		s.contractByType.remove(k.s1, seqKey(k.seq))
+	case ixContractParent:
+		s.contractByParen.remove(k.s1, seqKey(k.seq))
+	case ixContractParty:
+		s.contractByParty.remove(k.s1, seqKey(k.seq))
+	case ixContractOpen:
+		s.contractOpen.remove([2]string{k.s1, k.s2}, seqKey(k.seq))
+	case ixContractPaid:
+		s.contractPaid.remove(k.s1, sellerKey{k.s2, k.seq})
+	case ixContractDue:
+		s.contractDue.remove(dueKey{k.n, k.seq})
+	case ixOfferActive:
+		s.offerActive.remove(k.s1, idKey(k.id))
+	case ixOfferSeller:
+		s.offerBySeller.remove(k.s1, idKey(k.id))
+	case ixArbiter:
+		s.arbiters.remove(idKey(k.id))
+	default:
+		if sr := s.seriesFor(k, false); sr != nil {
+			sr.remove(statOf(k))
+			if len(sr.suspect) == 0 {
+				delete(s.suspectSeries, sr)
+			}
+		}
+	}
+}
+
+// keysFunc lists the index entries of a value.
+type keysFunc[T any] func(v *T, seq int64, buf []ikey) []ikey
+
+// reindex adds the entries of a new value that the value it replaces
+// lacks. Entries the new value lacks stay for the readers that still see
+// the old value, and go when it is dropped; a statistic marks them
+// suspect, so that newer readers correct for them.
+func reindex[T any](s *state, keys keysFunc[T], seq int64, old *version[T], nv *version[T]) {
+	if keys == nil {
+		return
+	}
+	var ob, nb [16]ikey
+	var oldKeys []ikey
+	if old != nil {
+		oldKeys = keys(&old.val, seq, ob[:0])
+	}
+	newKeys := keys(&nv.val, seq, nb[:0])
+	for i := range newKeys {
+		if !slices.Contains(oldKeys, newKeys[i]) {
+			s.insert(&newKeys[i], nv.ver)
+		}
+	}
+	for i := range oldKeys {
+		if !slices.Contains(newKeys, oldKeys[i]) {
+			if sr := s.seriesFor(&oldKeys[i], false); sr != nil {
+				s.suspect(sr, &oldKeys[i], nv.ver)
+			}
+		}
+	}
+}
+
+// drop removes the entries of the dropped values that no live value has.
+// live is the newest value, which links to the others that readers may
+// still see; dead links to the dropped ones.
+func drop[T any](s *state, keys keysFunc[T], seq int64, live, dead *version[T]) {
+	if keys == nil || dead == nil {
+		return
+	}
+	var lb, db [16]ikey
+	liveKeys := lb[:0]
+	for v := live; v != nil; v = v.prev {
+		liveKeys = keys(&v.val, seq, liveKeys)
+	}
+	for d := dead; d != nil; d = d.prev {
+		for _, k := range keys(&d.val, seq, db[:0]) {
+			if !slices.Contains(liveKeys, k) {
+				s.remove(&k)
+			}
+		}
+	}
+}
+
+// trim cuts the values of head's chain that no reader at or above oldest
+// can see, and returns the first of them.
+func trim[T any](head *version[T], oldest uint64) (dead *version[T]) {
+	v := head
+	for v != nil && v.ver > oldest {
+		v = v.prev
+	}
+	if v == nil || v.prev == nil {
+		return nil
+	}
+	dead = v.prev
+	v.prev = nil
+	return dead
+}
+
+// kinds of object, for the writer's logs.
+const (
+	kAgent = iota + 1
+	kGrant
+	kOffer
+	kIntent
+	kBid
+	kMessage
+	kContract
+	kScore
+	kPair
+	kArbiterRecord
+	kIdempotency
+	kNonce
+)
+
+// ref names one object: by sequence number, or by up to three key parts.
+type ref struct {
+	kind uint8
+	seq  int64
+	k    [3]string
+}
+
+func agentRef(id market.AgentID) ref { return ref{kind: kAgent, k: [3]string{string(id)}} }
+func scoreRef(k scoreKey) ref        { return ref{kind: kScore, k: [3]string{string(k.agent), k.intent}} }
+func pairRef(k pairKey) ref {
+	return ref{kind: kPair, k: [3]string{string(k.buyer), string(k.seller), k.intent}}
+}
+
+func nonceRef(k nonceKey) ref    { return ref{kind: kNonce, k: [3]string{string(k.agent), k.nonce}} }
+func (r ref) nonceKey() nonceKey { return nonceKey{market.AgentID(r.k[0]), r.k[1]} }
+func (r ref) scoreKey() scoreKey { return scoreKey{market.AgentID(r.k[0]), r.k[1]} }
+func (r ref) pairKey() pairKey {
+	return pairKey{market.AgentID(r.k[0]), market.AgentID(r.k[1]), r.k[2]}
+}
+
+// collect drops the values of r's object that no reader at or above
+// s.oldest can see, and the index entries only they had. The caller holds
+// mu for writing.
+func (s *state) collect(r ref) {
+	o := s.oldest
+	switch r.kind {
+	case kAgent:
+		h := s.agents[market.AgentID(r.k[0])]
+		drop(s, agentKeysFunc, 0, h, trim(h, o))
+	case kGrant:
+		trim(s.grants[r.k[0]], o)
+	case kOffer:
+		h := s.offers[r.k[0]]
+		drop(s, offerKeysFunc, 0, h, trim(h, o))
+	case kIntent:
+		h := s.intents.get(r.seq)
+		drop(s, intentKeys, r.seq, h, trim(h, o))
+	case kBid:
+		h := s.bids.get(r.seq)
+		drop(s, bidKeys, r.seq, h, trim(h, o))
+	case kMessage:
+		h := s.messages.get(r.seq)
+		drop(s, messageKeys, r.seq, h, trim(h, o))
+	case kContract:
+		h := s.contracts.get(r.seq)
+		drop(s, contractKeys, r.seq, h, trim(h, o))
+	case kScore:
+		trim(s.scores[r.scoreKey()], o)
+	case kPair:
+		trim(s.pairs[r.pairKey()], o)
+	case kArbiterRecord:
+		trim(s.arbRecs[market.AgentID(r.k[0])], o)
+	case kIdempotency:
+		trim(s.idem[r.k[0]], o)
+	case kNonce:
+		trim(s.nonces[r.nonceKey()], o)
+	}
+}
+
+func agentKeysFunc(a *market.Agent, _ int64, buf []ikey) []ikey { return agentKeys(a, buf) }
+func offerKeysFunc(o *market.Offer, _ int64, buf []ikey) []ikey { return offerKeys(o, buf) }
+
+// clearSuspects forgets the statistics' suspects that every reader agrees
+// on: those no version above oldest touched. The caller holds mu.
+func (s *state) clearSuspects() {
+	for sr := range s.suspectSeries {
+		for k, ver := range sr.suspect {
+			if ver <= s.oldest {
+				delete(sr.suspect, k)
+			}
+		}
+		if len(sr.suspect) == 0 {
+			delete(s.suspectSeries, sr)
+		}
+	}
+}

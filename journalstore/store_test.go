@@ -1,0 +1,36 @@
+package journalstore_test
+
+import (
+	"testing"
+
+	"github.com/agentmarket/agentmarket/journalstore"
+	"github.com/agentmarket/agentmarket/market"
+	"github.com/agentmarket/agentmarket/storetest"
+)
+
+// MustOpen opens a store in dir and closes it when the test ends.
+func MustOpen(tb testing.TB, dir string, opts journalstore.Options) *journalstore.Store {
+	tb.Helper()
+	s, err := journalstore.Open(dir, opts)
+	if err != nil {
+		tb.Fatalf("open store: %v", err)
+	}
+	tb.Cleanup(func() {
+		if err := s.Close(); err != nil {
+			tb.Errorf("close store: %v", err)
+		}
+	})
+	return s
+}
+
+func TestConformance(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) market.Store {
+		return MustOpen(t, t.TempDir(), journalstore.Options{})
+	})
+}
+
+func TestConformanceWithoutGroupCommit(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) market.Store {
+		return MustOpen(t, t.TempDir(), journalstore.Options{MaxBatch: 1})
+	})
+}

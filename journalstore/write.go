@@ -1,0 +1,538 @@
+package journalstore
+
+import (
+	"time"
+
+	"github.com/agentmarket/agentmarket/market"
+)
+
+// writer is the writer goroutine's side of the state: the version it is
+// writing, what the fn running now has written (to undo it if the fn
+// fails), what the batch has written (to journal it), and the old values
+// waiting to be collected. Replay uses it too, so that recovery goes
+// through the same code as the writes it recovers.
+type writer struct {
+	s   *state
+	now func() time.Time
+	ver uint64 // the version being written
+
+	undo  []ref // the running fn's writes, oldest first
+	dirty []ref // the batch's writes
+	gc    []gcItem
+
+	// Marks at the start of the running fn, to undo its appends.
+	fnEvents, fnReceipts int64
+	fnDirty, fnGC        int // into dirty and gc
+
+	// The batch's appends start after these.
+	batchEvents, batchReceipts int64
+}
+
+// gcItem names an object that version ver gave a new value, whose old
+// values can be collected once no reader at or below ver remains.
+type gcItem struct {
+	ver uint64
+	r   ref
+}
+
+// wrote logs a new value of r's object; replaced says it had one.
+func (w *writer) wrote(r ref, replaced bool) {
+	w.undo = append(w.undo, r)
+	w.dirty = append(w.dirty, r)
+	if replaced {
+		w.gc = append(w.gc, gcItem{w.ver, r})
+	}
+}
+
+// startFn marks where a fn's writes begin.
+func (w *writer) startFn() {
+	w.undo = w.undo[:0]
+	w.fnEvents, w.fnReceipts = w.s.events.last, w.s.receipts.last
+	w.fnDirty, w.fnGC = len(w.dirty), len(w.gc)
+}
+
+// rollback undoes the running fn's writes, newest first, as if it never
+// ran.
+func (w *writer) rollback() {
+	s := w.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i := len(w.undo) - 1; i >= 0; i-- {
+		w.pop(w.undo[i])
+	}
+	w.undo = w.undo[:0]
+	for seq := s.events.last; seq > w.fnEvents; seq-- {
+		s.unindexEvent(s.events.get(seq))
+		s.events.set(seq, nil)
+	}
+	s.events.last = w.fnEvents
+	for seq := s.receipts.last; seq > w.fnReceipts; seq-- {
+		s.receipts.set(seq, nil)
+	}
+	s.receipts.last = w.fnReceipts
+	w.dirty, w.gc = w.dirty[:w.fnDirty], w.gc[:w.fnGC]
+}
+
+// pop removes the newest value of r's object, which the running fn wrote,
+// and the index entries that only it had. The caller holds mu.
+func (w *writer) pop(r ref) {
+	s := w.s
+	switch r.kind {
+	case kAgent:
+		popKeyed(s, s.agents, market.AgentID(r.k[0]), agentKeysFunc)
+	case kGrant:
+		popKeyed(s, s.grants, r.k[0], nil)
+	case kOffer:
+		popKeyed(s, s.offers, r.k[0], offerKeysFunc)
+	case kIntent:
+		popSeq(s, &s.intents, r.seq, intentKeys, func(i *market.Intent) string { return i.ID })
+	case kBid:
+		popSeq(s, &s.bids, r.seq, bidKeys, func(b *bidValue) string { return b.ID })
+	case kMessage:
+		popSeq(s, &s.messages, r.seq, messageKeys, func(m *market.Message) string { return m.ID })
+	case kContract:
+		popSeq(s, &s.contracts, r.seq, contractKeys, func(c *market.Contract) string { return c.ID })
+	case kScore:
+		popKeyed(s, s.scores, r.scoreKey(), nil)
+	case kPair:
+		k := r.pairKey()
+		if popKeyed(s, s.pairs, k, nil) {
+			s.pairsBetween.remove([2]string{string(k.buyer), string(k.seller)}, idKey(k.intent))
+		}
+	case kArbiterRecord:
+		popKeyed(s, s.arbRecs, market.AgentID(r.k[0]), nil)
+	case kIdempotency:
+		popKeyed(s, s.idem, r.k[0], nil)
+	case kNonce:
+		k := r.nonceKey()
+		h := s.nonces[k]
+		if h == nil {
+			return // forgotten as expired since
+		}
+		s.nonceExpiry.remove(nonceExp{h.val, k})
+		if !popKeyed(s, s.nonces, k, nil) {
+			s.nonceExpiry.insert(nonceExp{s.nonces[k].val, k})
+		}
+	}
+}
+
+// popKeyed removes the newest value under k; it reports whether that
+// leaves no value at all.
+func popKeyed[K comparable, T any](s *state, m map[K]*version[T], k K, keys keysFunc[T]) (gone bool) {
+	h := m[k]
+	prev := h.prev
+	if prev == nil {
+		delete(m, k)
+	} else {
+		m[k] = prev
+	}
+	h.prev = nil
+	drop(s, keys, 0, prev, h)
+	return prev == nil
+}
+
+func popSeq[T any](s *state, t *seqTable[T], seq int64, keys keysFunc[T], id func(*T) string) {
+	h := t.get(seq)
+	prev := h.prev
+	t.set(seq, prev)
+	if prev == nil {
+		delete(t.ids, id(&h.val))
+		if seq == t.last {
+			t.last--
+		}
+	}
+	h.prev = nil
+	drop(s, keys, seq, prev, h)
+}
+
+// putKeyed stores a new value under k at the writer's version and indexes
+// it; it reports whether it replaced one. The caller holds mu.
+func putKeyed[K comparable, T any](w *writer, m map[K]*version[T], k K, val T, keys keysFunc[T]) bool {
+	old := m[k]
+	nv := &version[T]{ver: w.ver, prev: old, val: val}
+	m[k] = nv
+	reindex(w.s, keys, 0, old, nv)
+	return old != nil
+}
+
+// putSeq stores a new value of the object with sequence number seq (0: a
+// new object, which takes the next number) at the writer's version and
+// indexes it. It returns the sequence number and whether it replaced a
+// value. The caller holds mu.
+func putSeq[T any](w *writer, t *seqTable[T], id string, seq int64, val T, keys keysFunc[T]) (int64, bool) {
+	if seq == 0 {
+		seq = t.ids[id]
+		if seq == 0 {
+			seq = t.last + 1
+		}
+	}
+	old := t.get(seq)
+	nv := &version[T]{ver: w.ver, prev: old, val: val}
+	if old == nil {
+		t.ids[id] = seq
+		t.last = max(t.last, seq)
+	}
+	t.set(seq, nv)
+	reindex(w.s, keys, seq, old, nv)
+	return seq, old != nil
+}
+
+// The state changes that the Tx methods and replay share. Each takes mu.
+
+func (w *writer) putAgent(a market.Agent) {
+	w.s.mu.Lock()
+	replaced := putKeyed(w, w.s.agents, a.ID, a, agentKeysFunc)
+	w.s.mu.Unlock()
+	w.wrote(agentRef(a.ID), replaced)
+}
+
+func (w *writer) setGrant(operator string, total int64) {
+	w.s.mu.Lock()
+	replaced := putKeyed(w, w.s.grants, operator, total, nil)
+	w.s.mu.Unlock()
+	w.wrote(ref{kind: kGrant, k: [3]string{operator}}, replaced)
+}
+
+func (w *writer) putOffer(o market.Offer) {
+	w.s.mu.Lock()
+	replaced := putKeyed(w, w.s.offers, o.ID, o, offerKeysFunc)
+	w.s.mu.Unlock()
+	w.wrote(ref{kind: kOffer, k: [3]string{o.ID}}, replaced)
+}
+
+func (w *writer) putIntent(seq int64, i market.Intent) {
+	w.s.mu.Lock()
+	seq, replaced := putSeq(w, &w.s.intents, i.ID, seq, i, intentKeys)
+	w.s.mu.Unlock()
+	w.wrote(ref{kind: kIntent, seq: seq}, replaced)
+}
+
+func (w *writer) putBid(seq int64, b bidValue) {
+	w.s.mu.Lock()
+	seq, replaced := putSeq(w, &w.s.bids, b.ID, seq, b, bidKeys)
+	w.s.mu.Unlock()
+	w.wrote(ref{kind: kBid, seq: seq}, replaced)
+}
+
+func (w *writer) putMessage(seq int64, m market.Message) {
+	w.s.mu.Lock()
+	seq, replaced := putSeq(w, &w.s.messages, m.ID, seq, m, messageKeys)
+	w.s.mu.Unlock()
+	w.wrote(ref{kind: kMessage, seq: seq}, replaced)
+}
+
+func (w *writer) putContract(seq int64, c market.Contract) {
+	w.s.mu.Lock()
+	seq, replaced := putSeq(w, &w.s.contracts, c.ID, seq, c, contractKeys)
+	w.s.mu.Unlock()
+	w.wrote(ref{kind: kContract, seq: seq}, replaced)
+}
+
+func (w *writer) putScore(sc market.ScoreRecord) {
+	k := scoreKey{sc.Agent, sc.Intent}
+	w.s.mu.Lock()
+	replaced := putKeyed(w, w.s.scores, k, sc, nil)
+	w.s.mu.Unlock()
+	w.wrote(scoreRef(k), replaced)
+}
+
+func (w *writer) putPair(p market.PairRecord) {
+	k := pairKey{p.Buyer, p.Seller, p.Intent}
+	w.s.mu.Lock()
+	replaced := putKeyed(w, w.s.pairs, k, p, nil)
+	if !replaced {
+		w.s.pairsBetween.insert([2]string{string(p.Buyer), string(p.Seller)}, idKey(p.Intent))
+	}
+	w.s.mu.Unlock()
+	w.wrote(pairRef(k), replaced)
+}
+
+func (w *writer) putArbiterRecord(a market.ArbiterRecord) {
+	w.s.mu.Lock()
+	replaced := putKeyed(w, w.s.arbRecs, a.Arbiter, a, nil)
+	w.s.mu.Unlock()
+	w.wrote(ref{kind: kArbiterRecord, k: [3]string{string(a.Arbiter)}}, replaced)
+}
+
+func (w *writer) putIdempotency(rec market.IdempotencyRecord) {
+	w.s.mu.Lock()
+	replaced := putKeyed(w, w.s.idem, rec.Key, rec, nil)
+	w.s.mu.Unlock()
+	w.wrote(ref{kind: kIdempotency, k: [3]string{rec.Key}}, replaced)
+}
+
+// appendReceipt stores the next receipt. The caller checked its Seq.
+func (w *writer) appendReceipt(r *market.Receipt) {
+	s := w.s
+	s.mu.Lock()
+	s.receipts.last++
+	s.receipts.set(s.receipts.last, r)
+	s.mu.Unlock()
+}
+
+// appendEvent stores an event whose Seq is the next number.
+func (w *writer) appendEvent(e *market.Event) {
+	s := w.s
+	s.mu.Lock()
+	s.events.last = e.Seq
+	s.events.set(e.Seq, e)
+	s.indexEvent(e)
+	s.mu.Unlock()
+}
+
+// indexEvent adds an event to the lists it belongs in: its intent
+// type's, and the public list or the list of each agent of its audience.
+func (s *state) indexEvent(e *market.Event) {
+	if e.Intent != "" {
+		s.eventsByIntent[e.Intent] = append(s.eventsByIntent[e.Intent], e.Seq)
+	}
+	if len(e.Audience) == 0 {
+		s.eventsPublic = append(s.eventsPublic, e.Seq)
+		return
+	}
+	for _, a := range e.Audience {
+		l := s.eventsByAgent[a]
+		if len(l) == 0 || l[len(l)-1] != e.Seq {
+			s.eventsByAgent[a] = append(l, e.Seq)
+		}
+	}
+}
+
+// unindexEvent removes the newest event from its lists.
+func (s *state) unindexEvent(e *market.Event) {
+	trimTail := func(l []int64) []int64 {
+		if n := len(l); n > 0 && l[n-1] == e.Seq {
+			return l[:n-1]
+		}
+		return l
+	}
+	if e.Intent != "" {
+		if l := trimTail(s.eventsByIntent[e.Intent]); len(l) == 0 {
+			delete(s.eventsByIntent, e.Intent)
+		} else {
+			s.eventsByIntent[e.Intent] = l
+		}
+	}
+	if len(e.Audience) == 0 {
+		s.eventsPublic = trimTail(s.eventsPublic)
+		return
+	}
+	for _, a := range e.Audience {
+		if l := trimTail(s.eventsByAgent[a]); len(l) == 0 {
+			delete(s.eventsByAgent, a)
+		} else {
+			s.eventsByAgent[a] = l
+		}
+	}
+}
+
+// useNonce records a nonce until expires (unix ns).
+func (w *writer) useNonce(k nonceKey, expires int64) {
+	s := w.s
+	s.mu.Lock()
+	if old := s.nonces[k]; old != nil {
+		s.nonceExpiry.remove(nonceExp{old.val, k})
+	}
+	replaced := putKeyed(w, s.nonces, k, expires, nil)
+	s.nonceExpiry.insert(nonceExp{expires, k})
+	s.mu.Unlock()
+	w.wrote(nonceRef(k), replaced)
+}
+
+// forgetNonces forgets the nonces that expired at or before now. It is
+// not undone if the fn fails: expired nonces may be forgotten any time.
+func (s *state) forgetNonces(now int64) {
+	for {
+		first, ok := s.nonceExpiry.first()
+		if !ok || first.at > now {
+			return
+		}
+		s.mu.Lock()
+		s.nonceExpiry.remove(first)
+		delete(s.nonces, first.k)
+		s.mu.Unlock()
+	}
+}
+
+// writeTx implements market.Tx for one fn of a batch. Its reads see the
+// newest values, the batch's and its own writes included.
+type writeTx struct {
+	reader
+	w *writer
+}
+
+var _ market.Tx = (*writeTx)(nil)
+
+func (t *writeTx) check() error {
+	if t.done {
+		return errTxDone
+	}
+	return nil
+}
+
+func (t *writeTx) PutAgent(a market.Agent) error {
+	if err := t.check(); err != nil {
+		return err
+	}
+	t.w.putAgent(cloneAgent(a))
+	return nil
+}
+
+func (t *writeTx) AddOperatorGrant(operator string, microcredits int64) error {
+	if err := t.check(); err != nil {
+		return err
+	}
+	var total int64
+	if v := t.s.grants[operator]; v != nil {
+		total = v.val
+	}
+	t.w.setGrant(operator, total+microcredits)
+	return nil
+}
+
+func (t *writeTx) PutOffer(o market.Offer) error {
+	if err := t.check(); err != nil {
+		return err
+	}
+	t.w.putOffer(cloneOffer(o))
+	return nil
+}
+
+// PutIntent stores an intent. An empty request_id is exempt from
+// uniqueness; a request_id the buyer already used on another intent is an
+// Exist error, and then nothing is written.
+func (t *writeTx) PutIntent(i market.Intent) error {
+	if err := t.check(); err != nil {
+		return err
+	}
+	s := t.s
+	seq := s.intents.ids[i.ID]
+	if i.RequestID != "" {
+		taken := false
+		s.intentByRequest[[2]string{string(i.Buyer), i.RequestID}].ascendAll(func(k seqKey) bool {
+			if int64(k) != seq {
+				if v := s.intents.get(int64(k)); v != nil && v.val.Buyer == i.Buyer && v.val.RequestID == i.RequestID {
+					taken = true
+				}
+			}
+			return !taken
+		})
+		if taken {
+			return market.Errorf(market.Exist, "request_id_reused",
+				"buyer %s already has an intent with request_id %q", i.Buyer, i.RequestID)
+		}
+	}
+	t.w.putIntent(seq, cloneIntent(i))
+	return nil
+}
+
+// PutBid stores a bid with its intent's type, read from the intent, for
+// market statistics; a bid whose intent is not stored has type "".
+func (t *writeTx) PutBid(b market.Bid) error {
+	if err := t.check(); err != nil {
+		return err
+	}
+	bv := bidValue{Bid: cloneBid(b)}
+	if _, v := t.s.intents.lookup(b.Intent); v != nil {
+		bv.intentType = v.val.Intent
+	}
+	t.w.putBid(0, bv)
+	return nil
+}
+
+func (t *writeTx) PutMessage(m market.Message) error {
+	if err := t.check(); err != nil {
+		return err
+	}
+	t.w.putMessage(0, cloneMessage(m))
+	return nil
+}
+
+func (t *writeTx) PutContract(c market.Contract) error {
+	if err := t.check(); err != nil {
+		return err
+	}
+	t.w.putContract(0, cloneContract(c))
+	return nil
+}
+
+// PutReceipt stores the next receipt: its Seq must be one more than the
+// newest receipt's, or 1 for the first, else it is a Conflict error.
+func (t *writeTx) PutReceipt(r market.Receipt) error {
+	if err := t.check(); err != nil {
+		return err
+	}
+	last := t.s.receipts.last
+	if r.Seq != uint64(last)+1 {
+		return market.Errorf(market.Conflict, "receipt_out_of_sequence",
+			"receipt %d cannot follow receipt %d: want %d", r.Seq, last, last+1)
+	}
+	rc := cloneReceipt(r)
+	t.w.appendReceipt(&rc)
+	return nil
+}
+
+func (t *writeTx) PutScore(sc market.ScoreRecord) error {
+	if err := t.check(); err != nil {
+		return err
+	}
+	t.w.putScore(cloneScore(sc))
+	return nil
+}
+
+func (t *writeTx) PutPair(p market.PairRecord) error {
+	if err := t.check(); err != nil {
+		return err
+	}
+	t.w.putPair(clonePair(p))
+	return nil
+}
+
+func (t *writeTx) PutArbiterRecord(a market.ArbiterRecord) error {
+	if err := t.check(); err != nil {
+		return err
+	}
+	t.w.putArbiterRecord(a)
+	return nil
+}
+
+// AppendEvent stores e with the next sequence number. Its Seq field is
+// ignored; At is kept as given.
+func (t *writeTx) AppendEvent(e market.Event) (int64, error) {
+	if err := t.check(); err != nil {
+		return 0, err
+	}
+	ev := cloneEvent(e)
+	ev.Seq = t.s.events.last + 1
+	t.w.appendEvent(&ev)
+	return ev.Seq, nil
+}
+
+func (t *writeTx) PutIdempotency(r market.IdempotencyRecord) error {
+	if err := t.check(); err != nil {
+		return err
+	}
+	t.w.putIdempotency(cloneIdempotency(r))
+	return nil
+}
+
+// UseNonce records the nonce until expires, by the store's clock. It
+// first forgets every nonce that has expired (expires at or before now),
+// so a nonce may be used again once its record has expired.
+func (t *writeTx) UseNonce(agent market.AgentID, nonce string, expires time.Time) error {
+	if err := t.check(); err != nil {
+		return err
+	}
+	t.s.forgetNonces(nanos(t.w.now()))
+	k := nonceKey{agent, nonce}
+	if _, used := t.s.nonces[k]; used {
+		return market.Errorf(market.Exist, "nonce_reused", "agent %s has already used nonce %q", agent, nonce)
+	}
+	t.w.useNonce(k, nanos(expires))
+	return nil
+}
+
+// panicError is what an Update returns when its fn panicked.
+func panicError(p any) error {
+	return market.Errorf(market.Internal, "update_panicked", "update panicked: %v", p)
+}

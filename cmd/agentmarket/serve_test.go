@@ -243,7 +243,14 @@ func TestServeTradeAcrossRestarts(t *testing.T) {
 	c = must[market.Contract](t)(seller.Deliver(ctx, market.DeliveryRequest{Contract: c.ID, Output: json.RawMessage(`{"items":[1,2,3]}`)}))
 	restart()
 
-	c = must[market.Contract](t)(buyer.Dispute(ctx, market.DisputeRequest{Contract: c.ID, Reason: "I doubt the order"}))
+	// The market audits a sample of buyer-reviewed deliveries on its own
+	// account (engine.Config.SampleRate), drawn from the engine's random
+	// source: an audited delivery is already with the arbiter, and the
+	// buyer has nothing to dispute.
+	audited := c.State == market.ContractInReview
+	if !audited {
+		c = must[market.Contract](t)(buyer.Dispute(ctx, market.DisputeRequest{Contract: c.ID, Reason: "I doubt the order"}))
+	}
 	if len(c.Arbiters) != 1 || c.Arbiters[0] != arbiter.ID() {
 		t.Fatalf("arbiters %v, want %s", c.Arbiters, arbiter.ID())
 	}
@@ -271,6 +278,9 @@ func TestServeTradeAcrossRestarts(t *testing.T) {
 	// Every step reached the buyer's stream once, in order, across five
 	// restarts.
 	want := []string{market.EventContractAwarded, market.EventContractDelivered, market.EventContractDisputed, market.EventContractSettled}
+	if audited {
+		want = slices.DeleteFunc(want, func(typ string) bool { return typ == market.EventContractDisputed })
+	}
 	waitFor(t, "the buyer's events", func() bool {
 		_, ok := buyerSeen.find(market.EventContractSettled, c.ID)
 		return ok

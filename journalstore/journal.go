@@ -84,10 +84,13 @@ func sealRecord(rec []byte, seq uint64, t int64, count int, prev [32]byte) [32]b
 	return h.hash
 }
 
-func recordHash(rec []byte) [32]byte {
+func recordHash(rec []byte) [32]byte { return hashRecord(rec[:headerSize], rec[headerSize:]) }
+
+// hashRecord is recordHash of a record read as a header and a body.
+func hashRecord(hdr, body []byte) [32]byte {
 	d := sha256.New()
-	d.Write(rec[:64])
-	d.Write(rec[headerSize:])
+	d.Write(hdr[:64])
+	d.Write(body)
 	var sum [32]byte
 	d.Sum(sum[:0])
 	return sum
@@ -213,28 +216,23 @@ func scanJournal(dir string, from position, fn func(r *record) error) (scanResul
 				return nil // a torn tail
 			}
 			var h header
-			var ok bool
+			ok := false
 			if rerr != nil {
 				err = bad("truncated header")
 			} else if h, ok = decodeHeader(hdr); !ok {
 				err = bad("bad header")
 			} else {
+				ok = false
 				if cap(body) < int(h.bodyLen) {
 					body = make([]byte, h.bodyLen)
 				}
 				body = body[:h.bodyLen]
 				if _, rerr := io.ReadFull(br, body); rerr != nil {
 					err = bad("truncated body")
+				} else if hashRecord(hdr, body) != h.hash {
+					err = bad("hash mismatch")
 				} else {
-					d := sha256.New()
-					d.Write(hdr[:64])
-					d.Write(body)
-					var sum [32]byte
-					if d.Sum(sum[:0]); sum != h.hash {
-						err = bad("hash mismatch")
-					} else {
-						ok = true
-					}
+					ok = true
 				}
 			}
 			if !ok {

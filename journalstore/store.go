@@ -175,6 +175,7 @@ func (s *Store) recover(segmentBytes int64) error {
 		return err
 	}
 	st := s.st
+	st.forgetNonces(nanos(s.w.now()))
 	s.lastVer = res.last.seq
 	s.pub = published{ver: res.last.seq, events: st.events.last, receipts: st.receipts.last, pos: res.last}
 	s.log.Info("journalstore: recovered", "records", res.last.seq, "intents", st.intents.last,

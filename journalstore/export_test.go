@@ -1,0 +1,217 @@
+package journalstore
+
+import (
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/agentmarket/agentmarket/market"
+)
+
+// State is the whole of a store's state as its tests compare it: the
+// newest value of every object with its sequence number, the counters,
+// and the entries of every index.
+type State struct {
+	Agents        map[market.AgentID]market.Agent
+	Grants        map[string]int64
+	Offers        map[string]market.Offer
+	Intents       map[int64]market.Intent
+	Bids          map[int64]market.Bid
+	BidTypes      map[int64]string
+	Messages      map[int64]market.Message
+	Contracts     map[int64]market.Contract
+	Scores        map[string]market.ScoreRecord
+	Pairs         map[string]market.PairRecord
+	ArbiterRecs   map[market.AgentID]market.ArbiterRecord
+	Idempotency   map[string]market.IdempotencyRecord
+	Nonces        map[string]int64
+	Receipts      []market.Receipt
+	Events        []market.Event
+	Last          map[string]int64
+	Indexes       map[string][]string
+	OldVersions   int // values kept for readers beside the newest ones
+	SuspectSeries int
+}
+
+// DumpState returns the state of a closed store, leaving out the nonces
+// that expired at or before now.
+func DumpState(s *Store, now time.Time) State {
+	st := s.st
+	d := State{
+		Agents: map[market.AgentID]market.Agent{}, Grants: map[string]int64{}, Offers: map[string]market.Offer{},
+		Intents: map[int64]market.Intent{}, Bids: map[int64]market.Bid{}, BidTypes: map[int64]string{},
+		Messages: map[int64]market.Message{}, Contracts: map[int64]market.Contract{},
+		Scores: map[string]market.ScoreRecord{}, Pairs: map[string]market.PairRecord{},
+		ArbiterRecs: map[market.AgentID]market.ArbiterRecord{}, Idempotency: map[string]market.IdempotencyRecord{},
+		Nonces: map[string]int64{}, Last: map[string]int64{}, Indexes: map[string][]string{},
+		SuspectSeries: len(st.suspectSeries),
+	}
+	old := func(n int) { d.OldVersions += n }
+	for k, v := range st.agents {
+		d.Agents[k] = v.val
+		old(chain(v))
+	}
+	for k, v := range st.grants {
+		d.Grants[k] = v.val
+		old(chain(v))
+	}
+	for k, v := range st.offers {
+		d.Offers[k] = v.val
+		old(chain(v))
+	}
+	seqs := func(name string, last int64, get func(int64) int) {
+		d.Last[name] = last
+		for seq := int64(1); seq <= last; seq++ {
+			old(get(seq))
+		}
+	}
+	seqs("intents", st.intents.last, func(seq int64) int {
+		if v := st.intents.get(seq); v != nil {
+			d.Intents[seq] = v.val
+			return chain(v)
+		}
+		return 0
+	})
+	seqs("bids", st.bids.last, func(seq int64) int {
+		if v := st.bids.get(seq); v != nil {
+			d.Bids[seq], d.BidTypes[seq] = v.val.Bid, v.val.intentType
+			return chain(v)
+		}
+		return 0
+	})
+	seqs("messages", st.messages.last, func(seq int64) int {
+		if v := st.messages.get(seq); v != nil {
+			d.Messages[seq] = v.val
+			return chain(v)
+		}
+		return 0
+	})
+	seqs("contracts", st.contracts.last, func(seq int64) int {
+		if v := st.contracts.get(seq); v != nil {
+			d.Contracts[seq] = v.val
+			return chain(v)
+		}
+		return 0
+	})
+	for k, v := range st.scores {
+		d.Scores[fmt.Sprint(k)] = v.val
+		old(chain(v))
+	}
+	for k, v := range st.pairs {
+		d.Pairs[fmt.Sprint(k)] = v.val
+		old(chain(v))
+	}
+	for k, v := range st.arbRecs {
+		d.ArbiterRecs[k] = v.val
+		old(chain(v))
+	}
+	for k, v := range st.idem {
+		d.Idempotency[k] = v.val
+		old(chain(v))
+	}
+	for k, v := range st.nonces {
+		if v.val > now.UnixNano() {
+			d.Nonces[fmt.Sprint(k)] = v.val
+		}
+		old(chain(v))
+	}
+	for seq := int64(1); seq <= st.receipts.last; seq++ {
+		d.Receipts = append(d.Receipts, *st.receipts.get(seq))
+	}
+	for seq := int64(1); seq <= st.events.last; seq++ {
+		d.Events = append(d.Events, *st.events.get(seq))
+	}
+	d.Last["receipts"], d.Last["events"] = st.receipts.last, st.events.last
+
+	idx := func(name string, key any, elems []string) {
+		if len(elems) > 0 {
+			d.Indexes[fmt.Sprintf("%s %v", name, key)] = elems
+		}
+	}
+	seqMap(idx, "intentByType", st.intentByType)
+	seqMap(idx, "intentByState", st.intentByState)
+	seqMap(idx, "intentByBuyer", st.intentByBuyer)
+	seqMap(idx, "intentByRequest", st.intentByRequest)
+	seqMap(idx, "bidByIntent", st.bidByIntent)
+	seqMap(idx, "messageByBid", st.messageByBid)
+	seqMap(idx, "contractByState", st.contractByState)
+	seqMap(idx, "contractByType", st.contractByType)
+	seqMap(idx, "contractByParent", st.contractByParen)
+	seqMap(idx, "contractByParty", st.contractByParty)
+	seqMap(idx, "contractOpen", st.contractOpen)
+	seqMap(idx, "contractPaid", st.contractPaid)
+	seqMap(idx, "offerActive", st.offerActive)
+	seqMap(idx, "offerBySeller", st.offerBySeller)
+	seqMap(idx, "pairsBetween", st.pairsBetween)
+	idx("intentDue", "", elems(&st.intentDue))
+	idx("contractDue", "", elems(&st.contractDue))
+	idx("arbiters", "", elems(&st.arbiters))
+	var live []string
+	st.nonceExpiry.ascendAll(func(e nonceExp) bool {
+		if e.at > now.UnixNano() {
+			live = append(live, fmt.Sprint(e))
+		}
+		return true
+	})
+	idx("nonceExpiry", "", live)
+	for name, m := range map[string]map[string]*series{"intentsCreated": st.intentsCreated, "bidsCreated": st.bidsCreated,
+		"contractsAwarded": st.contractsAwarded, "contractFills": st.contractFills} {
+		for k, sr := range m {
+			var es []string
+			for _, c := range sr.chunks {
+				var sum total
+				for _, e := range c.e {
+					es = append(es, fmt.Sprint(e))
+					sum.add(e, 1)
+				}
+				if sum != c.sum {
+					es = append(es, fmt.Sprintf("chunk sum %v, want %v", c.sum, sum))
+				}
+			}
+			idx(name, k, es)
+		}
+	}
+	idx("eventsPublic", "", strs(st.eventsPublic))
+	for k, l := range st.eventsByIntent {
+		idx("eventsByIntent", k, strs(l))
+	}
+	for k, l := range st.eventsByAgent {
+		idx("eventsByAgent", k, strs(l))
+	}
+	return d
+}
+
+func chain[T any](v *version[T]) (n int) {
+	for v = v.prev; v != nil; v = v.prev {
+		n++
+	}
+	return n
+}
+
+func elems[E element[E]](s *sorted[E]) []string {
+	var out []string
+	s.ascendAll(func(e E) bool { out = append(out, fmt.Sprint(e)); return true })
+	return out
+}
+
+func seqMap[K comparable, E element[E]](idx func(string, any, []string), name string, m setMap[K, E]) {
+	keys := make([]string, 0, len(m))
+	byKey := map[string]*sorted[E]{}
+	for k, s := range m {
+		ks := fmt.Sprint(k)
+		keys = append(keys, ks)
+		byKey[ks] = s
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		idx(name, k, elems(byKey[k]))
+	}
+}
+
+func strs(l []int64) []string {
+	var out []string
+	for _, x := range l {
+		out = append(out, fmt.Sprint(x))
+	}
+	return out
+}

@@ -1,0 +1,206 @@
+package journalstore_test
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/agentmarket/agentmarket/journalstore"
+	"github.com/agentmarket/agentmarket/market"
+)
+
+// segments returns the paths of the journal's segment files.
+func segments(t *testing.T, dir string) []string {
+	t.Helper()
+	paths, err := filepath.Glob(filepath.Join(dir, "journal-*.amj"))
+	if err != nil || len(paths) == 0 {
+		t.Fatalf("no journal segments in %s: %v", dir, err)
+	}
+	return paths
+}
+
+// putAgents writes n agents named from first, one Update (and so one
+// journal record) each.
+func putAgents(t *testing.T, s market.Store, first, n int) {
+	t.Helper()
+	for i := first; i < first+n; i++ {
+		a := market.Agent{ID: market.AgentID(fmt.Sprintf("did:key:z%d", i)), Roles: []market.Role{market.RoleBuyer}}
+		if err := s.Update(t.Context(), func(tx market.Tx) error { return tx.PutAgent(a) }); err != nil {
+			t.Fatalf("put agent %d: %v", i, err)
+		}
+	}
+}
+
+// agentsPresent returns which of the agents numbered below n exist.
+func agentsPresent(t *testing.T, s market.Store, n int) []bool {
+	t.Helper()
+	out := make([]bool, n)
+	err := s.View(t.Context(), func(tx market.ReadTx) error {
+		for i := range n {
+			_, err := tx.Agent(market.AgentID(fmt.Sprintf("did:key:z%d", i)))
+			if err != nil && !market.Is(err, market.NotExist) {
+				return err
+			}
+			out[i] = err == nil
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func TestTornTailIsDropped(t *testing.T) {
+	tests := []struct {
+		name string
+		tear func(t *testing.T, path string)
+	}{
+		{"LastRecordCutShort", func(t *testing.T, path string) {
+			fi, err := os.Stat(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Truncate(path, fi.Size()-7); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"HeaderOfAnUnwrittenRecord", func(t *testing.T, path string) {
+			appendBytes(t, path, []byte("AMS1\x01\x00\x00\x00 half a header"))
+		}},
+		{"ZeroesAfterTheLastRecord", func(t *testing.T, path string) {
+			appendBytes(t, path, make([]byte, 4096))
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			s, err := journalstore.Open(dir, journalstore.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			putAgents(t, s, 0, 10)
+			if err := s.Close(); err != nil {
+				t.Fatal(err)
+			}
+			tt.tear(t, segments(t, dir)[0])
+
+			s = MustOpen(t, dir, journalstore.Options{})
+			got := agentsPresent(t, s, 10)
+			for i := range 9 {
+				if !got[i] {
+					t.Errorf("agent %d, before the torn tail, is missing", i)
+				}
+			}
+			if torn := tt.name == "LastRecordCutShort"; got[9] == torn {
+				t.Errorf("agent 9 present = %v after %s", got[9], tt.name)
+			}
+			// The journal goes on after the cut: new records follow and
+			// survive another reopen.
+			putAgents(t, s, 10, 3)
+			if err := s.Close(); err != nil {
+				t.Fatal(err)
+			}
+			s = MustOpen(t, dir, journalstore.Options{})
+			if got := agentsPresent(t, s, 13); !got[10] || !got[11] || !got[12] {
+				t.Errorf("agents written after recovery: %v", got[10:])
+			}
+		})
+	}
+}
+
+func appendBytes(t *testing.T, path string, b []byte) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.Write(b); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestCorruptionIsRefused(t *testing.T) {
+	tests := []struct {
+		name   string
+		offset int64 // of the byte to change, from the start of the segment
+	}{
+		{"BodyOfTheFirstRecord", 100},
+		{"HeaderOfTheFirstRecord", 10},
+		{"PreviousHashOfTheFirstRecord", 40},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			s, err := journalstore.Open(dir, journalstore.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			putAgents(t, s, 0, 5)
+			if err := s.Close(); err != nil {
+				t.Fatal(err)
+			}
+			path := segments(t, dir)[0]
+			f, err := os.OpenFile(path, os.O_RDWR, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b := make([]byte, 1)
+			if _, err := f.ReadAt(b, tt.offset); err != nil {
+				t.Fatal(err)
+			}
+			b[0] ^= 0x55
+			if _, err := f.WriteAt(b, tt.offset); err != nil {
+				t.Fatal(err)
+			}
+			f.Close()
+
+			s, err = journalstore.Open(dir, journalstore.Options{})
+			if err == nil {
+				s.Close()
+				t.Fatal("Open accepted a journal with a changed record in the middle")
+			}
+			var ce *journalstore.CorruptError
+			if !errors.As(err, &ce) {
+				t.Fatalf("Open: got %v, want a *CorruptError", err)
+			}
+			if ce.Seq != 1 {
+				t.Errorf("corruption reported at record %d, want 1: %v", ce.Seq, err)
+			}
+		})
+	}
+}
+
+func TestSecondOpenOfADirectoryFails(t *testing.T) {
+	dir := t.TempDir()
+	MustOpen(t, dir, journalstore.Options{})
+	if s, err := journalstore.Open(dir, journalstore.Options{}); err == nil {
+		s.Close()
+		t.Fatal("a second Open of one directory succeeded")
+	}
+}
+
+func TestClosedStoreRefusesCalls(t *testing.T) {
+	s, err := journalstore.Open(t.TempDir(), journalstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	putAgents(t, s, 0, 1)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	err = s.Update(t.Context(), func(tx market.Tx) error { return nil })
+	if !errors.Is(err, journalstore.ErrClosed) {
+		t.Errorf("Update after Close: got %v, want ErrClosed", err)
+	}
+	err = s.View(t.Context(), func(tx market.ReadTx) error { return nil })
+	if !errors.Is(err, journalstore.ErrClosed) {
+		t.Errorf("View after Close: got %v, want ErrClosed", err)
+	}
+	if err := s.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+}

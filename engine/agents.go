@@ -179,7 +179,7 @@ func (e *Engine) Mint(ctx context.Context, id market.AgentID, amount int64) (mar
 	if _, err := e.Agent(ctx, id); err != nil {
 		return market.Balance{}, wrap(op, err)
 	}
-	if err := e.transfer(ctx, op, []ledger.Transfer{{ID: ledger.DeriveID("mint", []byte(e.newID("mint"))), DebitAccountID: treasuryAccount,
+	if err := e.transfer(ctx, op, []ledger.Transfer{{ID: ledger.DeriveID("mint", []byte(e.opID(ctx, "mint"))), DebitAccountID: treasuryAccount,
 		CreditAccountID: walletAccount(id), Amount: uint64(amount), Code: xferMint}}); err != nil {
 		return market.Balance{}, err
 	}

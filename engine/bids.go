@@ -66,16 +66,28 @@ func (e *Engine) PlaceBid(ctx context.Context, r market.BidRequest) (market.Bid,
 	// Eligibility reads offers, schemas and reputation: check it against a
 	// snapshot, then re-check only what a concurrent write could change
 	// (the intent's state, a duplicate bid) inside the write.
+	id := e.opID(ctx, "bid")
 	var o market.Offer
+	var retried bool
 	if err := e.store.View(ctx, func(tx market.ReadTx) error {
+		if prev, err := tx.Bid(id); err == nil && prev.Seller == seller.ID && prev.Intent == r.Intent {
+			out, retried = prev, true // a retry of a request that placed it already
+			return nil
+		}
 		var err error
 		_, o, err = check(tx)
 		return err
 	}); err != nil {
 		return market.Bid{}, wrap(op, err)
 	}
-	id := e.newID("bid")
+	if retried {
+		return out, nil
+	}
 	err = e.store.Update(ctx, func(tx market.Tx) error {
+		if prev, err := tx.Bid(id); err == nil && prev.Seller == seller.ID && prev.Intent == r.Intent {
+			out = prev // a retry of a request that placed it already
+			return nil
+		}
 		in, err := tx.Intent(r.Intent)
 		if err != nil {
 			return err
@@ -209,12 +221,25 @@ func (e *Engine) Counter(ctx context.Context, r market.CounterRequest) (market.M
 		return market.Message{}, market.E(market.Op(op), market.TooLarge, market.Code("note_too_large"), fmt.Sprintf("note is limited to %d bytes", maxNoteBytes))
 	}
 	now := e.now()
-	id := e.newID("msg")
+	id := e.opID(ctx, "msg")
 	var out market.Message
 	err = e.store.Update(ctx, func(tx market.Tx) error {
 		b, err := tx.Bid(r.Bid)
 		if err != nil {
 			return err
+		}
+		if b.LastMessage == id {
+			// A retry of a request that sent this message already.
+			msgs, err := tx.Messages(b.ID)
+			if err != nil {
+				return err
+			}
+			for _, m := range msgs {
+				if m.ID == id && m.From == p.Agent {
+					out = m
+					return nil
+				}
+			}
 		}
 		in, err := tx.Intent(b.Intent)
 		if err != nil {

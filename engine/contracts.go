@@ -170,7 +170,43 @@ func (e *Engine) award(ctx context.Context, p market.Principal, intentID, bidID 
 	if existing != nil {
 		return *existing, nil
 	}
+	e.releaseOrphanHolds(ctx, in.ID, b.ID)
 	return c, nil
+}
+
+// releaseOrphanHolds voids the escrow of every bid on an intent but the
+// winner's that is still held: an award whose hold reached the ledger but
+// whose contract never committed (the node died in between, or the buyer
+// switched to another bid after a failure). Without this the buyer's funds
+// would stay held until the hold's timeout. Errors are logged: the
+// timeout remains the backstop.
+func (e *Engine) releaseOrphanHolds(ctx context.Context, intentID, winner string) {
+	var bids []market.Bid
+	if err := e.store.View(ctx, func(tx market.ReadTx) error {
+		var err error
+		bids, err = tx.Bids(intentID)
+		return err
+	}); err != nil {
+		e.log.Warn("engine: list bids for orphan holds", "intent", intentID, "err", err)
+		return
+	}
+	for _, b := range bids {
+		if b.ID == winner {
+			continue
+		}
+		cid := contractID(intentID, b.ID)
+		st, err := e.ledger.PendingStatus(ctx, escrowPrice(cid))
+		if err != nil || st != ledger.StatusPending {
+			continue
+		}
+		// The fee and reserve legs may or may not exist; try them all.
+		orphan := market.Contract{ID: cid, FeeMicrocredits: 1, ArbiterFeeMicrocredits: 1}
+		if err := e.releaseHold(ctx, &orphan); err != nil {
+			e.log.Warn("engine: release orphan hold", "contract", cid, "err", err)
+			continue
+		}
+		e.log.Info("engine: released an orphan escrow hold", "contract", cid)
+	}
 }
 
 func (e *Engine) newContract(cid string, in *market.Intent, b *market.Bid, now time.Time) market.Contract {

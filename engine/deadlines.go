@@ -143,6 +143,7 @@ func (e *Engine) intentDue(ctx context.Context, in market.Intent) error {
 }
 
 func (e *Engine) expireIntent(ctx context.Context, id string) error {
+	defer e.releaseOrphanHolds(ctx, id, "")
 	return e.store.Update(ctx, func(tx market.Tx) error {
 		cur, err := tx.Intent(id)
 		if err != nil {

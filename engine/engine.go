@@ -19,6 +19,7 @@ package engine
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -241,6 +242,17 @@ func (e *Engine) newID(prefix string) string {
 	}
 	e.rngMu.Unlock()
 	return prefix + "_" + hex.EncodeToString(b[:])
+}
+
+// opID returns the id of an object a request creates: derived from the
+// transport's request key when there is one, so that a retried request
+// finds what its first attempt created; fresh otherwise.
+func (e *Engine) opID(ctx context.Context, prefix string) string {
+	if key, ok := market.RequestKeyFrom(ctx); ok {
+		sum := sha256.Sum256([]byte(prefix + "\x00" + key))
+		return prefix + "_" + hex.EncodeToString(sum[:10])
+	}
+	return e.newID(prefix)
 }
 
 // chance returns true with probability p, from the engine's seeded source.

@@ -247,7 +247,7 @@ func (e *Engine) PostIntent(ctx context.Context, r market.IntentRequest) (market
 		awardWindow = time.Duration(r.AwardWindowMs) * time.Millisecond
 	}
 	in := market.Intent{
-		ID: e.newID("int"), RequestID: r.RequestID, Buyer: buyer.ID, Intent: r.Intent,
+		ID: e.opID(ctx, "int"), RequestID: r.RequestID, Buyer: buyer.ID, Intent: r.Intent,
 		Parameters: compactJSON(r.Parameters), Constraints: r.Constraints,
 		BidDeadline: now.Add(bidWindow), AwardDeadline: now.Add(bidWindow + awardWindow),
 		Selection: r.Selection, MaxRounds: r.MaxRounds, Acceptance: r.Acceptance,
@@ -416,6 +416,9 @@ func (e *Engine) CancelIntent(ctx context.Context, id string) (market.Intent, er
 		out = in
 		return e.closeIntent(tx, in, market.EventIntentCancelled)
 	})
+	if err == nil {
+		e.releaseOrphanHolds(ctx, id, "")
+	}
 	return out, wrap(op, err)
 }
 

@@ -64,11 +64,20 @@ func (e *Engine) PublishOffer(ctx context.Context, o market.Offer) (market.Offer
 		return market.Offer{}, err
 	}
 	now := e.now()
-	o.ID = e.newID("off")
+	o.ID = e.opID(ctx, "off")
 	o.Seller = a.ID
 	o.State = market.OfferActive
 	o.CreatedAt, o.UpdatedAt = now, now
 	err = e.store.Update(ctx, func(tx market.Tx) error {
+		if prev, err := tx.Offer(o.ID); err == nil {
+			if prev.Seller != a.ID {
+				return market.E(market.Exist, market.Code("offer_exists"), "the offer id is taken")
+			}
+			o = prev // a retry of a request that published it already
+			return nil
+		} else if !market.Is(err, market.NotExist) {
+			return err
+		}
 		if err := tx.PutOffer(o); err != nil {
 			return err
 		}

@@ -74,7 +74,10 @@ func (s *server) idempotent(rt route, next http.Handler) http.Handler {
 		}
 
 		rw := &recorder{header: http.Header{}, status: http.StatusOK}
-		next.ServeHTTP(rw, r)
+		// The engine derives the ids of what the request creates from the
+		// key, so a retry on another node after this one died creates
+		// nothing twice.
+		next.ServeHTTP(rw, r.WithContext(market.WithRequestKey(r.Context(), scoped)))
 		if rw.status < 500 && rw.status != http.StatusTooManyRequests {
 			if err := s.storeResponse(r.Context(), scoped, hash, rw); err != nil {
 				// The work is done; only its replay is lost. Say so in the

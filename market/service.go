@@ -254,3 +254,20 @@ func SignRegistration(r Registration, key PrivateKey, now time.Time) Registratio
 	r.Proof = key.Sign(RegistrationMessage(r))
 	return r
 }
+
+type requestKey struct{}
+
+// WithRequestKey returns ctx carrying the transport's key for this logical
+// request (an HTTP Idempotency-Key, scoped to the caller). The engine
+// derives the ids of what the request creates from it, so that a retry of
+// the request — even on another node, after the first one died — creates
+// nothing twice: the same offer, bid or mint, not a second one.
+func WithRequestKey(ctx context.Context, key string) context.Context {
+	return context.WithValue(ctx, requestKey{}, key)
+}
+
+// RequestKeyFrom returns the request key in ctx, if any.
+func RequestKeyFrom(ctx context.Context) (string, bool) {
+	k, ok := ctx.Value(requestKey{}).(string)
+	return k, ok && k != ""
+}

@@ -1,0 +1,75 @@
+package engine_test
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"testing"
+	"time"
+
+	"github.com/agentmarket/agentmarket/ledger"
+	"github.com/agentmarket/agentmarket/market"
+)
+
+// TestOrphanHoldIsReleased plays a node that died between holding an
+// award's escrow in the ledger and committing the contract: when the
+// intent expires, the hold goes back to the buyer instead of waiting for
+// its timeout.
+func TestOrphanHoldIsReleased(t *testing.T) {
+	m := newMarket(t)
+	p := m.parties()
+	in, b := m.openIntent(p, market.Acceptance{}, 2*market.Credit)
+	sum := sha256.Sum256([]byte(in.ID + "\x00" + b.ID))
+	cid := "ctr_" + hex.EncodeToString(sum[:10])
+	hold := ledger.Transfer{ID: ledger.DeriveID("escrow/price", []byte(cid)),
+		DebitAccountID: ledger.DeriveID("wallet", []byte(p.buyer.ID)), CreditAccountID: ledger.DeriveID("wallet", []byte(p.seller.ID)),
+		Amount: uint64(2 * market.Credit), Flags: ledger.Pending, Timeout: 24 * time.Hour}
+	res, err := m.ledger.CreateTransfers(context.Background(), []ledger.Transfer{hold})
+	if err != nil || res[0] != ledger.OK {
+		t.Fatalf("hold: %v %v", res, err)
+	}
+	if got := m.balance(p.buyer.ID).HeldMicrocredits; got != 2*market.Credit {
+		t.Fatalf("held %d before expiry", got)
+	}
+	m.tick(31 * time.Second) // past the award deadline: the intent expires
+	if in := must[market.Intent](t)(m.Intent(context.Background(), in.ID)); in.State != market.IntentExpired {
+		t.Fatalf("intent %s", in.State)
+	}
+	if got := m.balance(p.buyer.ID); got.HeldMicrocredits != 0 {
+		t.Fatalf("the orphan hold is still held: %+v", got)
+	}
+	if st, _ := m.ledger.PendingStatus(context.Background(), hold.ID); st != ledger.StatusVoided {
+		t.Fatalf("orphan hold is %s, want voided", st)
+	}
+	m.checkMoney()
+}
+
+// TestRetriedRequestsCreateNothingTwice replays requests with the same
+// transport key, as the SDK does on another node after the first died.
+func TestRetriedRequestsCreateNothingTwice(t *testing.T) {
+	m := newMarket(t)
+	p := m.parties()
+	ctx := market.WithRequestKey(p.seller.Ctx, "http/seller/key-1")
+	o1 := must[market.Offer](t)(m.PublishOffer(ctx, market.Offer{Intent: "DUP", BasePriceMicrocredits: market.Credit, LatencyMs: 1000}))
+	o2 := must[market.Offer](t)(m.PublishOffer(ctx, market.Offer{Intent: "DUP", BasePriceMicrocredits: market.Credit, LatencyMs: 1000}))
+	if o1.ID != o2.ID {
+		t.Fatalf("a retried publish created %s and %s", o1.ID, o2.ID)
+	}
+	before := m.balance(p.buyer.ID).PostedMicrocredits
+	op := market.WithRequestKey(operatorCtx(), "http/operator/mint-1")
+	for range 3 {
+		must[market.Balance](t)(m.Mint(op, p.buyer.ID, 5*market.Credit))
+	}
+	if got := m.balance(p.buyer.ID).PostedMicrocredits; got != before+5*market.Credit {
+		t.Fatalf("three tries of one mint credited %d", got-before)
+	}
+	in := must[market.Intent](t)(m.PostIntent(p.buyer.Ctx, market.IntentRequest{RequestID: "dup-bid", Intent: sortIntent, Parameters: sortParams,
+		Constraints: market.Constraints{MaxBudgetMicrocredits: 5 * market.Credit}}))
+	bctx := market.WithRequestKey(p.seller.Ctx, "http/seller/bid-1")
+	b1 := must[market.Bid](t)(m.PlaceBid(bctx, market.BidRequest{Intent: in.ID, PriceMicrocredits: market.Credit, LatencyMs: 1000}))
+	b2 := must[market.Bid](t)(m.PlaceBid(bctx, market.BidRequest{Intent: in.ID, PriceMicrocredits: market.Credit, LatencyMs: 1000}))
+	if b1.ID != b2.ID {
+		t.Fatalf("a retried bid created %s and %s", b1.ID, b2.ID)
+	}
+	m.checkMoney()
+}

@@ -16,11 +16,15 @@ import (
 )
 
 const benchUsage = "usage: agentmarket bench ledger [--quick] [--duration D] [--transfers N] [--pg URL] [--db URL] [--json] [--memory [--rss-transfers N]]\n" +
+	"       agentmarket bench market [--quick] [--lifecycles N] [--wave N] [--systems one-tx,embedded] [--json] [--cpuprofile FILE]\n" +
 	"       agentmarket bench http [--quick] [--duration D] [--agents N] [--inflight N] [--systems in-process,http] [--json] [--cpuprofile FILE]"
 
 func runBench(ctx context.Context, e *env, args []string) error {
 	if len(args) > 0 && args[0] == "http" {
 		return runBenchHTTP(ctx, e, args[1:])
+	}
+	if len(args) > 0 && args[0] == "market" {
+		return runBenchMarket(ctx, e, args[1:])
 	}
 	if len(args) == 0 || args[0] != "ledger" {
 		return errors.New(benchUsage)

@@ -42,7 +42,7 @@ func (e *env) envOr(key, def string) string {
 func commands() map[string]command {
 	return map[string]command{
 		"ledger":    {"ledger tools: verify", runLedger},
-		"bench":     {"benchmarks beside their baselines: ledger; http (whole trades over HTTP vs in-process)", runBench},
+		"bench":     {"benchmarks beside their baselines: ledger; market (whole trades in-process); http (over HTTP vs in-process)", runBench},
 		"serve":     {"the marketplace: HTTP API, event stream, agent card", runServe},
 		"sim":       {"run a seeded simulation of an agent economy and write a report", runSim},
 		"demo":      {"serve a market on a local port and trade a simulated economy against it over HTTP", runDemo},

@@ -52,6 +52,9 @@ type stackOptions struct {
 	// receipts.
 	DB        string
 	MarketKey market.PrivateKey
+	// StoreBatch caps how many updates share one SQLite commit; 0 is the
+	// store's default, 1 turns group commit off (a benchmark baseline).
+	StoreBatch int
 }
 
 // openStack opens (or creates) the embedded market in dir, or with o.DB
@@ -74,7 +77,7 @@ func openStack(ctx context.Context, dir string, o stackOptions) (*stack, error) 
 	if err != nil {
 		return nil, err
 	}
-	s, err := sqlite.Open(filepath.Join(dir, "market.db"), sqlite.Options{Now: o.Now, Logger: o.Logger})
+	s, err := sqlite.Open(filepath.Join(dir, "market.db"), sqlite.Options{Now: o.Now, Logger: o.Logger, MaxBatch: o.StoreBatch})
 	if err != nil {
 		l.Close()
 		return nil, err

@@ -20,11 +20,13 @@ package engine
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"strconv"
 	"sync"
 	"time"
 
@@ -177,7 +179,9 @@ const (
 	codeFees     = 2
 	codePool     = 3
 	codeBonds    = 4
-	codeWallet   = 10
+	// codeGeneration marks the empty accounts that number engine starts.
+	codeGeneration = 5
+	codeWallet     = 10
 
 	xferGrant         = 1
 	xferMint          = 2
@@ -222,10 +226,47 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 			return nil, fmt.Errorf("create market account %d: %s", i, r)
 		}
 	}
+	gen, err := e.claimGeneration(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("claim engine generation: %w", err)
+	}
+	// Ids come from the seeded source, so that a simulation is a function
+	// of its seed; mixing in the generation keeps an engine restarted on
+	// the same data (or a second node) from repeating its predecessor's ids.
+	e.rng = rand.New(rand.NewPCG(cfg.Seed, mix(cfg.Seed^0x9e3779b97f4a7c15, gen)))
 	if err := e.recover(ctx); err != nil {
 		return nil, fmt.Errorf("recover market: %w", err)
 	}
 	return e, nil
+}
+
+// claimGeneration numbers this engine start among all starts on the same
+// ledger: it creates the first free account of a fixed series, and the
+// ledger's idempotency makes the claim exclusive — of two nodes starting
+// at once, only one sees ok for a number and the other moves on.
+func (e *Engine) claimGeneration(ctx context.Context) (uint64, error) {
+	for n := uint64(1); ; n++ {
+		id := ledger.DeriveID("engine-generation", []byte(strconv.FormatUint(n, 10)))
+		found, err := e.ledger.LookupAccounts(ctx, []ledger.ID{id})
+		if err != nil {
+			return 0, err
+		}
+		if len(found) > 0 {
+			continue
+		}
+		res, err := e.ledger.CreateAccounts(ctx, []ledger.Account{{ID: id, Code: codeGeneration}})
+		if err != nil {
+			return 0, err
+		}
+		if res[0] == ledger.OK {
+			return n, nil
+		}
+	}
+}
+
+func mix(a, b uint64) uint64 {
+	h := sha256.Sum256([]byte(strconv.FormatUint(a, 16) + "/" + strconv.FormatUint(b, 16)))
+	return binary.LittleEndian.Uint64(h[:8])
 }
 
 // MarketKey returns the public key that signs receipts.

@@ -73,3 +73,20 @@ func TestRetriedRequestsCreateNothingTwice(t *testing.T) {
 	}
 	m.checkMoney()
 }
+
+// TestRestartDoesNotRepeatIDs restarts an engine with the same seed on
+// the same data: its fresh ids must not collide with its predecessor's,
+// or a new offer would overwrite an old one.
+func TestRestartDoesNotRepeatIDs(t *testing.T) {
+	m := newMarket(t)
+	p := m.parties()
+	first := must[market.Offer](t)(m.PublishOffer(p.seller.Ctx, market.Offer{Intent: "GEN", BasePriceMicrocredits: 1, LatencyMs: 1000}))
+	m.restart()
+	second := must[market.Offer](t)(m.PublishOffer(p.seller.Ctx, market.Offer{Intent: "GEN", BasePriceMicrocredits: 2, LatencyMs: 1000}))
+	if first.ID == second.ID || first.ID == p.offer.ID {
+		t.Fatalf("ids repeated across a restart: %s, %s", first.ID, second.ID)
+	}
+	if o := must[market.Offer](t)(m.Offer(context.Background(), first.ID)); o.BasePriceMicrocredits != 1 {
+		t.Fatalf("the first offer was overwritten: %+v", o)
+	}
+}

@@ -46,7 +46,8 @@ func TestBenchLedgerQuickPrintsJSONAndProgress(t *testing.T) {
 func TestBenchRejectsUnknownSubcommandsAndFlags(t *testing.T) {
 	for _, args := range [][]string{
 		{"bench"},
-		{"bench", "market"},
+		{"bench", "nonsense"},
+		{"bench", "market", "extra"},
 		{"bench", "ledger", "--systems", "Z"},
 		{"bench", "ledger", "--workloads", "W9"},
 		{"bench", "ledger", "--batches", "9000"},

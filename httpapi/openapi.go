@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/agentmarket/agentmarket/a2a"
 	"github.com/agentmarket/agentmarket/market"
 )
 
@@ -224,7 +225,7 @@ type agentCard struct {
 	Security           []any          `json:"security"`
 }
 
-func handleAgentCard(d *documents, publicURL string) apiHandler {
+func handleAgentCard(d *documents, publicURL string, key market.PrivateKey) apiHandler {
 	return func(w http.ResponseWriter, r *http.Request) error {
 		base := strings.TrimSuffix(publicURL, "/")
 		if base == "" {
@@ -233,6 +234,14 @@ func handleAgentCard(d *documents, publicURL string) apiHandler {
 				scheme = "https"
 			}
 			base = scheme + "://" + r.Host
+		}
+		if !key.IsZero() {
+			// The A2A v1.0 card, signed: its skills are the market's operations.
+			card, err := a2a.Sign(a2a.ForMarket(base, key.Public().DID(), "1"), key)
+			if err != nil {
+				return fmt.Errorf("sign agent card: %w", err)
+			}
+			return encode(w, http.StatusOK, card)
 		}
 		card := agentCard{
 			ProtocolVersion:    "0.3.0",

@@ -3,6 +3,7 @@ package httpapi_test
 import (
 	"bytes"
 	"encoding/json"
+	"io"
 	"net/http"
 	"slices"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/santhosh-tekuri/jsonschema/v6"
 
+	"github.com/agentmarket/agentmarket/a2a"
 	"github.com/agentmarket/agentmarket/httpapi"
 	"github.com/agentmarket/agentmarket/httpapi/httpapitest"
 	"github.com/agentmarket/agentmarket/market"
@@ -193,5 +195,46 @@ func TestAgentCard(t *testing.T) {
 		if !slices.Contains(ids, want) {
 			t.Errorf("the card lacks skill %s; it has %v", want, ids)
 		}
+	}
+}
+
+// TestSignedAgentCard checks that with the market's key the card is the
+// A2A v1.0 card, signed, and that the signature covers every field.
+func TestSignedAgentCard(t *testing.T) {
+	key, err := market.NewPrivateKeyFromSeed(bytes.Repeat([]byte{7}, 32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := httpapitest.New(t, httpapitest.Options{API: func(c *httpapi.Config) { c.MarketKey = key }})
+	resp, err := http.Get(m.URL + "/.well-known/agent-card.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("card: %d %v", resp.StatusCode, err)
+	}
+	if err := a2a.Verify(raw, key.Public()); err != nil {
+		t.Fatalf("the market's card does not verify with its key: %v\n%s", err, raw)
+	}
+	var card a2a.AgentCard
+	if err := json.Unmarshal(raw, &card); err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, s := range card.Skills {
+		ids = append(ids, s.ID)
+	}
+	if !slices.Equal(ids, a2a.Operations()) {
+		t.Fatalf("skills %v, want the market's operations %v", ids, a2a.Operations())
+	}
+	tampered := bytes.Replace(raw, []byte(`"agentmarket"`), []byte(`"agentmarkat"`), 1)
+	if err := a2a.Verify(tampered, key.Public()); err == nil {
+		t.Fatal("a tampered card verified")
+	}
+	other, _ := market.GenerateKey(nil)
+	if err := a2a.Verify(raw, other.Public()); err == nil {
+		t.Fatal("the card verified with another key")
 	}
 }

@@ -159,7 +159,7 @@ func routes(s *server) []route {
 		{method: "GET", path: "/v1/schemas/{name}", op: "get_schema", tag: "meta", status: 200,
 			handler: handleSchema(docs), summary: "Get a message's JSON Schema (draft 2020-12), such as intent-request.v1.json."},
 		{method: "GET", path: "/.well-known/agent-card.json", op: "agent_card", tag: "meta", status: 200,
-			handler: handleAgentCard(docs, s.cfg.PublicURL), summary: "The market's A2A agent card."},
+			handler: handleAgentCard(docs, s.cfg.PublicURL, s.cfg.MarketKey), summary: "The market's A2A agent card, signed with the market's key when it has one."},
 	}
 }
 

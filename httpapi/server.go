@@ -58,6 +58,10 @@ type Config struct {
 	// PublicURL is the API's base URL in the agent card, such as
 	// "https://market.example". Empty means the request's own host.
 	PublicURL string
+	// MarketKey, when set, signs the market's A2A agent card (an EdDSA
+	// JWS over its canonical JSON) with the key that signs receipts, so a
+	// client can check the card and the receipts against one identity.
+	MarketKey market.PrivateKey
 	// Closing, when closed, ends every event stream, so that a graceful
 	// shutdown does not wait for them.
 	Closing <-chan struct{}

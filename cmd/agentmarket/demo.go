@@ -53,7 +53,7 @@ func runDemo(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", *addr, err)
 	}
-	srv := &http.Server{Handler: httpapi.NewServer(httpapi.Config{Service: st.Engine, Store: st.Store, Operator: opKey.Public(), Logger: log}),
+	srv := &http.Server{Handler: httpapi.NewServer(httpapi.Config{Service: st.Engine, Store: st.Store, Operator: opKey.Public(), Logger: log, MarketKey: st.Key}),
 		ReadHeaderTimeout: 10 * time.Second}
 	go srv.Serve(ln)
 	defer srv.Close()

@@ -117,6 +117,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 		MaxBodyBytes: *maxBody,
 		RateLimit:    rate.Limit(rps),
 		PublicURL:    *publicURL,
+		MarketKey:    st.Key,
 		Closing:      closing,
 	}))
 	// MCP clients authenticate with a bearer token from "agentmarket mcp

@@ -233,7 +233,12 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 	// Ids come from the seeded source, so that a simulation is a function
 	// of its seed; mixing in the generation keeps an engine restarted on
 	// the same data (or a second node) from repeating its predecessor's ids.
-	e.rng = rand.New(rand.NewPCG(cfg.Seed, mix(cfg.Seed^0x9e3779b97f4a7c15, gen)))
+	// A fresh market (generation 1) keeps the plain seeded stream.
+	stream := cfg.Seed ^ 0x9e3779b97f4a7c15
+	if gen > 1 {
+		stream = mix(stream, gen)
+	}
+	e.rng = rand.New(rand.NewPCG(cfg.Seed, stream))
 	if err := e.recover(ctx); err != nil {
 		return nil, fmt.Errorf("recover market: %w", err)
 	}

@@ -52,6 +52,7 @@ func newMarketOn(t testing.TB, open openStore, tweak ...func(*engine.Config)) *t
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close() })
+	m.cfg.Store = s
 	cfg := m.cfg
 	cfg.Store, cfg.Ledger, cfg.Now = s, l, m.clock.Now
 	e, err := engine.New(context.Background(), cfg)

@@ -418,6 +418,17 @@ func (d *dec) bid() (b market.Bid) {
 	return b
 }
 
+func (e *enc) bidValue(b *bidValue) {
+	e.str(b.intentType)
+	e.bid(&b.Bid)
+}
+
+func (d *dec) bidValue() (b bidValue) {
+	b.intentType = d.str()
+	b.Bid = d.bid()
+	return b
+}
+
 func (e *enc) message(m *market.Message) {
 	e.str(m.ID)
 	e.str(m.Bid)

@@ -66,32 +66,24 @@ func DumpState(s *Store, now time.Time) State {
 		}
 	}
 	seqs("intents", st.intents.last, func(seq int64) int {
-		if v := st.intents.get(seq); v != nil {
+		return value(&st.intents, st.archive, seq, func(v *version[market.Intent]) {
 			d.Intents[seq] = v.val
-			return chain(v)
-		}
-		return 0
+		})
 	})
 	seqs("bids", st.bids.last, func(seq int64) int {
-		if v := st.bids.get(seq); v != nil {
+		return value(&st.bids, st.archive, seq, func(v *version[bidValue]) {
 			d.Bids[seq], d.BidTypes[seq] = v.val.Bid, v.val.intentType
-			return chain(v)
-		}
-		return 0
+		})
 	})
 	seqs("messages", st.messages.last, func(seq int64) int {
-		if v := st.messages.get(seq); v != nil {
+		return value(&st.messages, st.archive, seq, func(v *version[market.Message]) {
 			d.Messages[seq] = v.val
-			return chain(v)
-		}
-		return 0
+		})
 	})
 	seqs("contracts", st.contracts.last, func(seq int64) int {
-		if v := st.contracts.get(seq); v != nil {
+		return value(&st.contracts, st.archive, seq, func(v *version[market.Contract]) {
 			d.Contracts[seq] = v.val
-			return chain(v)
-		}
-		return 0
+		})
 	})
 	for k, v := range st.scores {
 		d.Scores[fmt.Sprint(k)] = v.val
@@ -116,10 +108,19 @@ func DumpState(s *Store, now time.Time) State {
 		old(chain(v))
 	}
 	for seq := int64(1); seq <= st.receipts.last; seq++ {
-		d.Receipts = append(d.Receipts, *st.receipts.get(seq))
+		value(&st.receipts, st.archive, seq, func(v *version[market.Receipt]) { d.Receipts = append(d.Receipts, v.val) })
 	}
 	for seq := int64(1); seq <= st.events.last; seq++ {
-		d.Events = append(d.Events, *st.events.get(seq))
+		value(&st.events, st.archive, seq, func(v *version[market.Event]) { d.Events = append(d.Events, v.val) })
+	}
+	for k, off := range st.idemCold {
+		if _, hot := st.idem[k]; !hot {
+			rec, err := readArchived(st.archive, off-1, (*dec).idempotency)
+			if err != nil {
+				panic(err)
+			}
+			d.Idempotency[k] = *rec
+		}
 	}
 	d.Last["receipts"], d.Last["events"] = st.receipts.last, st.events.last
 
@@ -131,7 +132,10 @@ func DumpState(s *Store, now time.Time) State {
 	seqMap(idx, "intentByType", st.intentByType)
 	seqMap(idx, "intentByState", st.intentByState)
 	seqMap(idx, "intentByBuyer", st.intentByBuyer)
-	seqMap(idx, "intentByRequest", st.intentByRequest)
+	for k, seq := range st.intentByRequest.one {
+		idx("intentByRequest", k, []string{fmt.Sprint(seq)})
+	}
+	seqMap(idx, "intentByRequestMore", st.intentByRequest.more)
 	seqMap(idx, "bidByIntent", st.bidByIntent)
 	seqMap(idx, "messageByBid", st.messageByBid)
 	seqMap(idx, "contractByState", st.contractByState)
@@ -154,24 +158,16 @@ func DumpState(s *Store, now time.Time) State {
 		return true
 	})
 	idx("nonceExpiry", "", live)
-	for name, m := range map[string]map[string]*series{"intentsCreated": st.intentsCreated, "bidsCreated": st.bidsCreated,
-		"contractsAwarded": st.contractsAwarded, "contractFills": st.contractFills} {
+	for name, m := range map[string]map[string]*series[countKey]{"intentsCreated": st.intentsCreated,
+		"bidsCreated": st.bidsCreated, "contractsAwarded": st.contractsAwarded} {
 		for k, sr := range m {
-			var es []string
-			for _, c := range sr.chunks {
-				var sum total
-				for _, e := range c.e {
-					es = append(es, fmt.Sprint(e))
-					sum.add(e, 1)
-				}
-				if sum != c.sum {
-					es = append(es, fmt.Sprintf("chunk sum %v, want %v", c.sum, sum))
-				}
-			}
-			idx(name, k, es)
+			idx(name, k, seriesElems(sr))
 		}
 	}
-	idx("eventsPublic", "", strs(st.eventsPublic))
+	for k, sr := range st.contractFills {
+		idx("contractFills", k, seriesElems(sr))
+	}
+	idx("eventsPublic", "", strs(&st.eventsPublic))
 	for k, l := range st.eventsByIntent {
 		idx("eventsByIntent", k, strs(l))
 	}
@@ -179,6 +175,40 @@ func DumpState(s *Store, now time.Time) State {
 		idx("eventsByAgent", k, strs(l))
 	}
 	return d
+}
+
+// value calls fn with the newest version of an object, read back from
+// the archive if it is cold, and returns how many older versions it has.
+func value[T any](t *seqTable[T], a *archive, seq int64, fn func(v *version[T])) int {
+	sl := t.get(seq)
+	switch {
+	case sl.v != nil:
+		fn(sl.v)
+		return chain(sl.v)
+	case sl.cold != 0:
+		v, err := readArchived(a, sl.cold-1, t.decode)
+		if err != nil {
+			panic(err)
+		}
+		fn(hydrated(v))
+	}
+	return 0
+}
+
+// seriesElems lists a series' facts, and any chunk whose sum is wrong.
+func seriesElems[K fact[K]](sr *series[K]) []string {
+	var es []string
+	for _, c := range sr.chunks {
+		var sum total
+		for _, e := range c.e {
+			es = append(es, fmt.Sprint(e))
+			addFact(&sum, e, 1)
+		}
+		if sum != c.sum {
+			es = append(es, fmt.Sprintf("chunk sum %v, want %v", c.sum, sum))
+		}
+	}
+	return es
 }
 
 func chain[T any](v *version[T]) (n int) {
@@ -208,10 +238,13 @@ func seqMap[K comparable, E element[E]](idx func(string, any, []string), name st
 	}
 }
 
-func strs(l []int64) []string {
+func strs(l *seqList) []string {
 	var out []string
-	for _, x := range l {
-		out = append(out, fmt.Sprint(x))
+	for c := l.cursor(0); ; c.next() {
+		seq, ok := c.peek()
+		if !ok {
+			return out
+		}
+		out = append(out, fmt.Sprint(seq))
 	}
-	return out
 }

@@ -96,12 +96,7 @@ func (s *sorted[E]) insert(e E) bool {
 		s.chunks[ci] = c
 		return true
 	}
-	// Split the full chunk in two halves, each with room to grow.
-	half := len(c) / 2
-	lo := make([]E, half, chunkMax)
-	copy(lo, c[:half])
-	hi := make([]E, len(c)-half, chunkMax)
-	copy(hi, c[half:])
+	lo, hi := split(c, ci == len(s.chunks)-1 && i == len(c)-1)
 	s.chunks[ci] = lo
 	s.chunks = slices.Insert(s.chunks, ci+1, hi)
 	return true
@@ -242,4 +237,79 @@ func (m setMap[K, E]) remove(k K, e E) {
 	if s.n == 0 {
 		delete(m, k)
 	}
+}
+
+// uniqueIndex maps a key to the objects that have it, where an object's
+// key is unique among the newest values, as a buyer's request_id is: a key
+// has one object, except while some reader still sees an object that
+// gave the key up to another. It keeps the one in a plain map, which costs
+// a fraction of a set per key, and any others in sets beside it.
+type uniqueIndex[K comparable] struct {
+	one  map[K]int64
+	more setMap[K, seqKey]
+}
+
+func newUniqueIndex[K comparable]() uniqueIndex[K] {
+	return uniqueIndex[K]{one: make(map[K]int64), more: make(setMap[K, seqKey])}
+}
+
+func (x *uniqueIndex[K]) insert(k K, seq int64) {
+	switch v, ok := x.one[k]; {
+	case !ok:
+		x.one[k] = seq
+	case v != seq:
+		x.more.insert(k, seqKey(seq))
+	}
+}
+
+func (x *uniqueIndex[K]) remove(k K, seq int64) {
+	if v, ok := x.one[k]; !ok || v != seq {
+		x.more.remove(k, seqKey(seq))
+		return
+	}
+	if m := x.more[k]; m != nil {
+		first, _ := m.first()
+		x.one[k] = int64(first)
+		x.more.remove(k, first)
+		return
+	}
+	delete(x.one, k)
+}
+
+// each calls fn on the objects with key k until fn returns false.
+func (x *uniqueIndex[K]) each(k K, fn func(seq int64) bool) {
+	v, ok := x.one[k]
+	if !ok || !fn(v) {
+		return
+	}
+	x.more[k].ascendAll(func(e seqKey) bool { return fn(int64(e)) })
+}
+
+// fifo is a queue that takes items at its back and gives them from its
+// front, compacting its slice only when the taken part is the larger, so
+// that each item is copied at most once on average.
+type fifo[T any] struct {
+	q    []T
+	head int
+}
+
+func (f *fifo[T]) push(v T)        { f.q = append(f.q, v) }
+func (f *fifo[T]) len() int        { return len(f.q) - f.head }
+func (f *fifo[T]) at(i int) T      { return f.q[f.head+i] }
+func (f *fifo[T]) front(n int) []T { return f.q[f.head : f.head+n] }
+
+// drop removes the first n items.
+func (f *fifo[T]) drop(n int) {
+	clear(f.q[f.head : f.head+n])
+	f.head += n
+	if f.head > len(f.q)/2 {
+		f.q = f.q[:copy(f.q, f.q[f.head:])]
+		f.head = 0
+	}
+}
+
+// truncate keeps the first n items.
+func (f *fifo[T]) truncate(n int) {
+	clear(f.q[f.head+n:])
+	f.q = f.q[:f.head+n]
 }

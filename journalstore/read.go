@@ -22,6 +22,7 @@ type reader struct {
 	receipts int64  // the newest receipt the reader sees
 	locked   bool   // take s.mu for each read
 	done     bool   // fn returned: the transaction may not be used
+	err      error  // the first failure to read the archive in this call
 }
 
 // latest is the writer's snapshot: every version, pending ones included.
@@ -54,6 +55,15 @@ func notFound(kind string, id any) error {
 	return market.Errorf(market.NotExist, code, "%s %q does not exist", kind, fmt.Sprint(id))
 }
 
+// notFound is the NotExist error for an object the reader did not find,
+// or the error that kept it from reading the object.
+func (r *reader) notFound(kind string, id any) error {
+	if r.err != nil {
+		return r.err
+	}
+	return notFound(kind, id)
+}
+
 func badCursor(kind, id string) error {
 	return market.Errorf(market.Invalid, "bad_cursor", "page cursor %q is not a known %s", id, kind)
 }
@@ -64,6 +74,7 @@ func (r *reader) begin() error {
 	if r.done {
 		return errTxDone
 	}
+	r.err = nil
 	if r.locked {
 		r.s.mu.RLock()
 	}
@@ -104,19 +115,24 @@ func getKeyed[K comparable, T any](r *reader, m map[K]*version[T], k K) (T, bool
 // getSeq reads an object of a sequenced table by id, with its sequence
 // number, as the reader sees it.
 func getSeq[T any](r *reader, t *seqTable[T], id string) (int64, *T) {
-	seq, h := t.lookup(id)
-	if v := h.at(r.snap); v != nil {
-		return seq, &v.val
+	seq := t.lookup(id)
+	if seq == 0 {
+		return 0, nil
+	}
+	if v := atSeq(r, t, seq); v != nil {
+		return seq, v
 	}
 	return 0, nil
 }
 
-// atSeq reads an object of a sequenced table by sequence number.
+// atSeq reads an object of a sequenced table by sequence number. A failure
+// to read the archive is kept in r.err, which the method returns.
 func atSeq[T any](r *reader, t *seqTable[T], seq int64) *T {
-	if v := t.get(seq).at(r.snap); v != nil {
-		return &v.val
+	v, err := t.value(seq, r.snap, r.s.archive)
+	if err != nil && r.err == nil {
+		r.err = err
 	}
-	return nil
+	return v
 }
 
 func (r *reader) Agent(id market.AgentID) (market.Agent, error) {
@@ -128,7 +144,7 @@ func (r *reader) Agent(id market.AgentID) (market.Agent, error) {
 	if !ok {
 		return a, notFound("agent", id)
 	}
-	return cloneAgent(a), nil
+	return cloneAgent(a), r.err
 }
 
 func (r *reader) Arbiters(minBond int64) ([]market.Agent, error) {
@@ -144,7 +160,7 @@ func (r *reader) Arbiters(minBond int64) ([]market.Agent, error) {
 		}
 		return true
 	})
-	return out, nil
+	return out, r.err
 }
 
 func (r *reader) OperatorGrants(operator string) (int64, error) {
@@ -153,7 +169,7 @@ func (r *reader) OperatorGrants(operator string) (int64, error) {
 	}
 	defer r.end()
 	n, _ := getKeyed(r, r.s.grants, operator)
-	return n, nil
+	return n, r.err
 }
 
 func (r *reader) Offer(id string) (market.Offer, error) {
@@ -165,7 +181,7 @@ func (r *reader) Offer(id string) (market.Offer, error) {
 	if !ok {
 		return o, notFound("offer", id)
 	}
-	return cloneOffer(o), nil
+	return cloneOffer(o), r.err
 }
 
 // offers lists the offers of an id set that pass keep, by id.
@@ -195,7 +211,7 @@ func (r *reader) OffersBySeller(seller market.AgentID) ([]market.Offer, error) {
 		return nil, err
 	}
 	defer r.end()
-	return r.offers(r.s.offerBySeller[string(seller)], func(o *market.Offer) bool { return o.Seller == seller }), nil
+	return r.offers(r.s.offerBySeller[string(seller)], func(o *market.Offer) bool { return o.Seller == seller }), r.err
 }
 
 func (r *reader) Intent(id string) (market.Intent, error) {
@@ -205,9 +221,9 @@ func (r *reader) Intent(id string) (market.Intent, error) {
 	defer r.end()
 	_, i := getSeq(r, &r.s.intents, id)
 	if i == nil {
-		return market.Intent{}, notFound("intent", id)
+		return market.Intent{}, r.notFound("intent", id)
 	}
-	return cloneIntent(*i), nil
+	return cloneIntent(*i), r.err
 }
 
 func (r *reader) IntentByRequest(buyer market.AgentID, requestID string) (market.Intent, error) {
@@ -216,8 +232,8 @@ func (r *reader) IntentByRequest(buyer market.AgentID, requestID string) (market
 	}
 	defer r.end()
 	var found *market.Intent
-	r.s.intentByRequest[[2]string{string(buyer), requestID}].ascendAll(func(seq seqKey) bool {
-		if i := atSeq(r, &r.s.intents, int64(seq)); i != nil && i.Buyer == buyer && i.RequestID == requestID {
+	r.s.intentByRequest.each([2]string{string(buyer), requestID}, func(seq int64) bool {
+		if i := atSeq(r, &r.s.intents, seq); i != nil && i.Buyer == buyer && i.RequestID == requestID {
 			found = i
 			return false
 		}
@@ -227,7 +243,7 @@ func (r *reader) IntentByRequest(buyer market.AgentID, requestID string) (market
 		return market.Intent{}, market.Errorf(market.NotExist, "intent_not_found",
 			"buyer %s has no intent with request_id %q", buyer, requestID)
 	}
-	return cloneIntent(*found), nil
+	return cloneIntent(*found), r.err
 }
 
 // smallest returns the smallest of the candidate sets a list query may
@@ -290,6 +306,9 @@ func (r *reader) Intents(f market.IntentFilter) ([]market.Intent, error) {
 	if f.After != "" {
 		seq, i := getSeq(r, &s.intents, f.After)
 		if i == nil {
+			if r.err != nil {
+				return nil, r.err
+			}
 			return nil, badCursor("intent", f.After)
 		}
 		before = seq
@@ -309,7 +328,7 @@ func (r *reader) Intents(f market.IntentFilter) ([]market.Intent, error) {
 		out = append(out, cloneIntent(*i))
 		return len(out) < n
 	})
-	return out, nil
+	return out, r.err
 }
 
 // IntentsDue returns intents whose deadline is at or before now: bidding
@@ -332,7 +351,7 @@ func (r *reader) IntentsDue(now time.Time, n int) ([]market.Intent, error) {
 		}
 		return len(out) < n
 	})
-	return out, nil
+	return out, r.err
 }
 
 func (r *reader) Bid(id string) (market.Bid, error) {
@@ -342,9 +361,9 @@ func (r *reader) Bid(id string) (market.Bid, error) {
 	defer r.end()
 	_, b := getSeq(r, &r.s.bids, id)
 	if b == nil {
-		return market.Bid{}, notFound("bid", id)
+		return market.Bid{}, r.notFound("bid", id)
 	}
-	return cloneBid(b.Bid), nil
+	return cloneBid(b.Bid), r.err
 }
 
 func (r *reader) Bids(intentID string) ([]market.Bid, error) {
@@ -359,7 +378,7 @@ func (r *reader) Bids(intentID string) ([]market.Bid, error) {
 		}
 		return true
 	})
-	return out, nil
+	return out, r.err
 }
 
 func (r *reader) Messages(bidID string) ([]market.Message, error) {
@@ -374,7 +393,7 @@ func (r *reader) Messages(bidID string) ([]market.Message, error) {
 		}
 		return true
 	})
-	return out, nil
+	return out, r.err
 }
 
 func (r *reader) Contract(id string) (market.Contract, error) {
@@ -384,9 +403,9 @@ func (r *reader) Contract(id string) (market.Contract, error) {
 	defer r.end()
 	_, c := getSeq(r, &r.s.contracts, id)
 	if c == nil {
-		return market.Contract{}, notFound("contract", id)
+		return market.Contract{}, r.notFound("contract", id)
 	}
-	return cloneContract(*c), nil
+	return cloneContract(*c), r.err
 }
 
 // isParty reports whether the agent is a party to the contract.
@@ -412,6 +431,9 @@ func (r *reader) Contracts(f market.ContractFilter) ([]market.Contract, error) {
 	if f.After != "" {
 		seq, c := getSeq(r, &s.contracts, f.After)
 		if c == nil {
+			if r.err != nil {
+				return nil, r.err
+			}
 			return nil, badCursor("contract", f.After)
 		}
 		before = seq
@@ -432,7 +454,7 @@ func (r *reader) Contracts(f market.ContractFilter) ([]market.Contract, error) {
 		out = append(out, cloneContract(*c))
 		return len(out) < n
 	})
-	return out, nil
+	return out, r.err
 }
 
 // ContractsDue returns contracts whose deadline is before now: a
@@ -455,7 +477,7 @@ func (r *reader) ContractsDue(now time.Time, n int) ([]market.Contract, error) {
 		}
 		return len(out) < n
 	})
-	return out, nil
+	return out, r.err
 }
 
 func (r *reader) OpenContracts(seller market.AgentID, intent string) (int, error) {
@@ -470,7 +492,7 @@ func (r *reader) OpenContracts(seller market.AgentID, intent string) (int, error
 		}
 		return true
 	})
-	return n, nil
+	return n, r.err
 }
 
 func (r *reader) Receipt(seq uint64) (market.Receipt, error) {
@@ -481,7 +503,11 @@ func (r *reader) Receipt(seq uint64) (market.Receipt, error) {
 	if seq == 0 || seq > uint64(r.lastReceipt()) {
 		return market.Receipt{}, notFound("receipt", seq)
 	}
-	return cloneReceipt(*r.s.receipts.get(int64(seq))), nil
+	rc := atSeq(r, &r.s.receipts, int64(seq))
+	if rc == nil {
+		return market.Receipt{}, r.notFound("receipt", seq)
+	}
+	return cloneReceipt(*rc), nil
 }
 
 func (r *reader) LastReceipt() (market.Receipt, error) {
@@ -493,7 +519,11 @@ func (r *reader) LastReceipt() (market.Receipt, error) {
 	if last == 0 {
 		return market.Receipt{}, market.Errorf(market.NotExist, "receipt_not_found", "there are no receipts yet")
 	}
-	return cloneReceipt(*r.s.receipts.get(last)), nil
+	rc := atSeq(r, &r.s.receipts, last)
+	if rc == nil {
+		return market.Receipt{}, r.notFound("receipt", last)
+	}
+	return cloneReceipt(*rc), nil
 }
 
 // Score returns a zero record naming the agent and intent when there is
@@ -505,9 +535,9 @@ func (r *reader) Score(agent market.AgentID, intent string) (market.ScoreRecord,
 	defer r.end()
 	sc, ok := getKeyed(r, r.s.scores, scoreKey{agent, intent})
 	if !ok {
-		return market.ScoreRecord{Agent: agent, Intent: intent}, nil
+		return market.ScoreRecord{Agent: agent, Intent: intent}, r.err
 	}
-	return sc, nil
+	return sc, r.err
 }
 
 // Pair returns a zero record naming the pair and intent when they never
@@ -519,9 +549,9 @@ func (r *reader) Pair(buyer, seller market.AgentID, intent string) (market.PairR
 	defer r.end()
 	p, ok := getKeyed(r, r.s.pairs, pairKey{buyer, seller, intent})
 	if !ok {
-		return market.PairRecord{Buyer: buyer, Seller: seller, Intent: intent}, nil
+		return market.PairRecord{Buyer: buyer, Seller: seller, Intent: intent}, r.err
 	}
-	return p, nil
+	return p, r.err
 }
 
 // PairsBetween returns the pair's records ordered by intent type.
@@ -537,7 +567,7 @@ func (r *reader) PairsBetween(buyer, seller market.AgentID) ([]market.PairRecord
 		}
 		return true
 	})
-	return out, nil
+	return out, r.err
 }
 
 // PaidBy returns, ordered by id, the sellers of the buyer's contracts
@@ -553,13 +583,19 @@ func (r *reader) PaidBy(buyer market.AgentID) ([]market.AgentID, error) {
 		if len(out) > 0 && out[len(out)-1] == seller {
 			return true // this seller is listed already
 		}
+		// An archived contract's index entries are exactly its own: no
+		// need to read it back to check this one.
+		if r.s.contracts.head(k.seq) == nil && r.s.contracts.get(k.seq).cold != 0 {
+			out = append(out, seller)
+			return true
+		}
 		c := atSeq(r, &r.s.contracts, k.seq)
 		if c != nil && c.Buyer == buyer && c.Seller == seller && c.Outcome != nil && c.Outcome.PaidMicrocredits > 0 {
 			out = append(out, seller)
 		}
 		return true
 	})
-	return out, nil
+	return out, r.err
 }
 
 // ArbiterRecord returns a zero record naming the arbiter when there is
@@ -571,9 +607,9 @@ func (r *reader) ArbiterRecord(arbiter market.AgentID) (market.ArbiterRecord, er
 	defer r.end()
 	a, ok := getKeyed(r, r.s.arbRecs, arbiter)
 	if !ok {
-		return market.ArbiterRecord{Arbiter: arbiter}, nil
+		return market.ArbiterRecord{Arbiter: arbiter}, r.err
 	}
-	return a, nil
+	return a, r.err
 }
 
 // StatsSince counts, for one intent type, what happened at or after
@@ -595,10 +631,13 @@ func (r *reader) StatsSince(intent string, since time.Time) (market.IntentStats,
 	s := r.s
 	t := nanos(since)
 	st := market.IntentStats{Intent: intent}
-	st.Intents = int(r.stat(s.intentsCreated[intent], ixIntentCreated, intent, t).n)
-	st.Bids = int(r.stat(s.bidsCreated[intent], ixBidCreated, intent, t).n)
-	st.Awards = int(r.stat(s.contractsAwarded[intent], ixContractAwarded, intent, t).n)
-	fills := r.stat(s.contractFills[intent], ixContractFill, intent, t)
+	count := func(k countKey) ikey { return ikey{n: k.at, seq: k.seq} }
+	st.Intents = int(stat(r, s.intentsCreated[intent], ixIntentCreated, intent, t, count).n)
+	st.Bids = int(stat(r, s.bidsCreated[intent], ixBidCreated, intent, t, count).n)
+	st.Awards = int(stat(r, s.contractsAwarded[intent], ixContractAwarded, intent, t, count).n)
+	fills := stat(r, s.contractFills[intent], ixContractFill, intent, t, func(k fillKey) ikey {
+		return ikey{n: k.at, seq: k.seq, a: k.price, b: k.paid}
+	})
 	st.Fills, st.VolumeMicrocredits = int(fills.n), fills.b
 	if fills.n > 0 {
 		st.PriceIndexMicrocredits = fills.a / fills.n
@@ -612,18 +651,23 @@ func (r *reader) StatsSince(intent string, since time.Time) (market.IntentStats,
 		}
 	}
 	st.ActiveSellers = len(sellers)
-	return st, nil
+	return st, r.err
 }
 
 // stat sums a statistic's facts at or after t as the reader sees them.
-func (r *reader) stat(sr *series, idx uint8, intent string, t int64) total {
+// key gives a fact's index key, less its index and intent type.
+func stat[K fact[K]](r *reader, sr *series[K], idx uint8, intent string, t int64, key func(K) ikey) total {
 	if sr == nil {
 		return total{}
 	}
 	sum := sr.since(t)
 	for k := range sr.suspect {
-		if k.at >= t && !r.sees(ikey{idx: idx, s1: intent, n: k.at, a: k.a, b: k.b, seq: k.seq}) {
-			sum.add(k, -1)
+		if k.when() >= t {
+			ik := key(k)
+			ik.idx, ik.s1 = idx, intent
+			if !r.sees(ik) {
+				addFact(&sum, k, -1)
+			}
 		}
 	}
 	return sum
@@ -665,7 +709,10 @@ func (r *reader) Events(f market.EventFilter) ([]market.Event, error) {
 		if seq > last {
 			return false
 		}
-		e := s.events.get(seq)
+		e := atSeq(r, &s.events, seq)
+		if e == nil {
+			return false
+		}
 		if (len(f.Types) == 0 || slices.Contains(f.Types, e.Type)) && (f.Intent == "" || e.Intent == f.Intent) {
 			out = append(out, cloneEvent(*e))
 		}
@@ -673,22 +720,36 @@ func (r *reader) Events(f market.EventFilter) ([]market.Event, error) {
 	}
 	switch {
 	case f.Agent != "":
-		pub, own := after(s.eventsPublic, f.After), after(s.eventsByAgent[f.Agent], f.After)
-		for len(pub) > 0 || len(own) > 0 {
+		pub := s.eventsPublic.cursor(f.After)
+		var own *seqCursor
+		if l := s.eventsByAgent[f.Agent]; l != nil {
+			own = l.cursor(f.After)
+		}
+		for {
+			p, okP := pub.peek()
+			o, okO := own.peek()
 			var seq int64
-			if len(own) == 0 || (len(pub) > 0 && pub[0] < own[0]) {
-				seq, pub = pub[0], pub[1:]
-			} else {
-				seq, own = own[0], own[1:]
+			switch {
+			case okP && (!okO || p < o):
+				seq = p
+				pub.next()
+			case okO:
+				seq = o
+				own.next()
+			default:
+				return out, r.err
 			}
 			if !keep(seq) {
 				break
 			}
 		}
 	case f.Intent != "":
-		for _, seq := range after(s.eventsByIntent[f.Intent], f.After) {
-			if !keep(seq) {
-				break
+		if l := s.eventsByIntent[f.Intent]; l != nil {
+			for c := l.cursor(f.After); ; c.next() {
+				seq, ok := c.peek()
+				if !ok || !keep(seq) {
+					break
+				}
 			}
 		}
 	default:
@@ -698,16 +759,7 @@ func (r *reader) Events(f market.EventFilter) ([]market.Event, error) {
 			}
 		}
 	}
-	return out, nil
-}
-
-// after returns the part of an ascending list above seq.
-func after(list []int64, seq int64) []int64 {
-	i, found := slices.BinarySearch(list, seq)
-	if found {
-		i++
-	}
-	return list[i:]
+	return out, r.err
 }
 
 func (r *reader) Idempotency(key string) (market.IdempotencyRecord, error) {
@@ -715,9 +767,15 @@ func (r *reader) Idempotency(key string) (market.IdempotencyRecord, error) {
 		return market.IdempotencyRecord{}, err
 	}
 	defer r.end()
-	rec, ok := getKeyed(r, r.s.idem, key)
-	if !ok {
-		return market.IdempotencyRecord{}, notFound("idempotency key", key)
+	if rec, ok := getKeyed(r, r.s.idem, key); ok {
+		return cloneIdempotency(rec), nil
 	}
-	return cloneIdempotency(rec), nil
+	if off, ok := r.s.idemCold[key]; ok {
+		rec, err := readArchived(r.s.archive, off-1, (*dec).idempotency)
+		if err != nil {
+			return market.IdempotencyRecord{}, err
+		}
+		return *rec, nil
+	}
+	return market.IdempotencyRecord{}, notFound("idempotency key", key)
 }

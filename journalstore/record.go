@@ -63,25 +63,25 @@ func (w *writer) changes(seen map[ref]bool) []change {
 			h := s.offers[r.k[0]]
 			c.op, c.v, ver = opOffer, &h.val, h.ver
 		case kIntent:
-			h := s.intents.get(r.seq)
+			h := s.intents.head(r.seq)
 			if h == nil {
 				continue
 			}
 			c.op, c.v, ver = opIntent, &h.val, h.ver
 		case kBid:
-			h := s.bids.get(r.seq)
+			h := s.bids.head(r.seq)
 			if h == nil {
 				continue
 			}
 			c.op, c.v, ver = opBid, &h.val, h.ver
 		case kMessage:
-			h := s.messages.get(r.seq)
+			h := s.messages.head(r.seq)
 			if h == nil {
 				continue
 			}
 			c.op, c.v, ver = opMessage, &h.val, h.ver
 		case kContract:
-			h := s.contracts.get(r.seq)
+			h := s.contracts.head(r.seq)
 			if h == nil {
 				continue
 			}
@@ -107,13 +107,16 @@ func (w *writer) changes(seen map[ref]bool) []change {
 		}
 		if ver == w.ver {
 			cs = append(cs, c)
+			if evictable(r.kind) {
+				w.evictQ.push(evictItem{ver, r})
+			}
 		}
 	}
 	for seq := w.batchEvents + 1; seq <= s.events.last; seq++ {
-		cs = append(cs, change{op: opEvent, v: s.events.get(seq)})
+		cs = append(cs, change{op: opEvent, v: &s.events.head(seq).val})
 	}
 	for seq := w.batchReceipts + 1; seq <= s.receipts.last; seq++ {
-		cs = append(cs, change{op: opReceipt, v: s.receipts.get(seq)})
+		cs = append(cs, change{op: opReceipt, v: &s.receipts.head(seq).val})
 	}
 	return cs
 }
@@ -199,24 +202,32 @@ func (w *writer) apply(body []byte, count int) error {
 		case opIntent:
 			n, in := seq(), d.intent()
 			if d.err == nil {
-				w.putIntent(n, in)
+				if err := w.putIntent(n, in); err != nil {
+					return err
+				}
 			}
 		case opBid:
 			n := seq()
 			b := bidValue{intentType: d.str()}
 			b.Bid = d.bid()
 			if d.err == nil {
-				w.putBid(n, b)
+				if err := w.putBid(n, b); err != nil {
+					return err
+				}
 			}
 		case opMessage:
 			n, m := seq(), d.message()
 			if d.err == nil {
-				w.putMessage(n, m)
+				if err := w.putMessage(n, m); err != nil {
+					return err
+				}
 			}
 		case opContract:
 			n, c := seq(), d.contract()
 			if d.err == nil {
-				w.putContract(n, c)
+				if err := w.putContract(n, c); err != nil {
+					return err
+				}
 			}
 		case opReceipt:
 			r := d.receipt()
@@ -224,7 +235,7 @@ func (w *writer) apply(body []byte, count int) error {
 				if r.Seq != uint64(s.receipts.last)+1 {
 					return fmt.Errorf("change %d: receipt %d does not follow receipt %d", i, r.Seq, s.receipts.last)
 				}
-				w.appendReceipt(&r)
+				w.appendReceipt(r)
 			}
 		case opScore:
 			sc := d.score()
@@ -252,7 +263,7 @@ func (w *writer) apply(body []byte, count int) error {
 				if e.Seq != s.events.last+1 {
 					return fmt.Errorf("change %d: event %d does not follow event %d", i, e.Seq, s.events.last)
 				}
-				w.appendEvent(&e)
+				w.appendEvent(e)
 			}
 		case opNonce:
 			agent, nonce, expires := d.str(), d.str(), d.varint()

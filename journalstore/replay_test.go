@@ -151,8 +151,20 @@ func settle(t *testing.T, s market.Store) {
 // It also checks that the live store kept no value and no index entry
 // that no reader could see any more.
 func TestReplayEqualsLive(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		opts journalstore.Options
+	}{
+		{"InMemory", journalstore.Options{HotObjects: -1}},
+		{"Archiving", archiveAll},
+	} {
+		t.Run(tt.name, func(t *testing.T) { testReplayEqualsLive(t, tt.opts) })
+	}
+}
+
+func testReplayEqualsLive(t *testing.T, opts journalstore.Options) {
 	dir := t.TempDir()
-	s, err := journalstore.Open(dir, journalstore.Options{})
+	s, err := journalstore.Open(dir, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -172,7 +184,7 @@ func TestReplayEqualsLive(t *testing.T) {
 			len(live.Contracts), len(live.Events), len(live.Receipts), len(live.Nonces))
 	}
 
-	s2, err := journalstore.Open(dir, journalstore.Options{})
+	s2, err := journalstore.Open(dir, opts)
 	if err != nil {
 		t.Fatalf("reopen: %v", err)
 	}
@@ -189,7 +201,12 @@ func TestReplayEqualsLive(t *testing.T) {
 // did at the start, including the statistics, whose sums are kept
 // across versions.
 func TestViewsSeeASnapshotOfEveryQuery(t *testing.T) {
-	s := MustOpen(t, t.TempDir(), journalstore.Options{})
+	t.Run("InMemory", func(t *testing.T) { testViewsSeeASnapshot(t, journalstore.Options{HotObjects: -1}) })
+	t.Run("Archiving", func(t *testing.T) { testViewsSeeASnapshot(t, archiveAll) })
+}
+
+func testViewsSeeASnapshot(t *testing.T, opts journalstore.Options) {
+	s := MustOpen(t, t.TempDir(), opts)
 	runWorkload(t, s, 7, 4, 100)
 	err := s.View(t.Context(), func(tx market.ReadTx) error {
 		before, err := everything(tx)

@@ -1,6 +1,7 @@
 package journalstore
 
 import (
+	"fmt"
 	"math"
 	"slices"
 	"sync"
@@ -46,8 +47,13 @@ type state struct {
 	pairs     map[pairKey]*version[market.PairRecord]
 	arbRecs   map[market.AgentID]*version[market.ArbiterRecord]
 	idem      map[string]*version[market.IdempotencyRecord]
-	receipts  pages[*market.Receipt]
-	events    pages[*market.Event]
+	idemCold  map[string]int64 // where archived idempotency records are, plus one
+	receipts  seqTable[market.Receipt]
+	events    seqTable[market.Event]
+	archive   *archive
+
+	// Events and receipts up to these are archived.
+	eventsCold, receiptsCold int64
 
 	// nonces hold each nonce's expiry (unix ns). Only the writer reads
 	// them, but they are versioned like the rest, for snapshots.
@@ -57,7 +63,7 @@ type state struct {
 	intentByType    setMap[string, seqKey]
 	intentByState   setMap[string, seqKey]
 	intentByBuyer   setMap[string, seqKey]
-	intentByRequest setMap[[2]string, seqKey]
+	intentByRequest uniqueIndex[[2]string]
 	intentDue       sorted[dueKey]
 	bidByIntent     setMap[string, seqKey]
 	messageByBid    setMap[string, seqKey]
@@ -72,16 +78,21 @@ type state struct {
 	offerBySeller   setMap[string, idKey]
 	arbiters        sorted[idKey]
 	pairsBetween    setMap[[2]string, idKey]
-	eventsByIntent  map[string][]int64
-	eventsByAgent   map[market.AgentID][]int64
-	eventsPublic    []int64
+	eventsByIntent  map[string]*seqList
+	eventsByAgent   map[market.AgentID]*seqList
+	eventsPublic    seqList
 
 	// The statistics, by intent type.
-	intentsCreated   map[string]*series
-	bidsCreated      map[string]*series
-	contractsAwarded map[string]*series
-	contractFills    map[string]*series
-	suspectSeries    map[*series]bool // series with suspects to clear
+	intentsCreated   map[string]*series[countKey]
+	bidsCreated      map[string]*series[countKey]
+	contractsAwarded map[string]*series[countKey]
+	contractFills    map[string]*series[fillKey]
+	suspectSeries    map[suspects]bool // series with suspects to clear
+
+	// names interns the agent ids and intent types that index keys hold,
+	// so that each is in memory once however many objects it indexes.
+	// Only the writer uses it.
+	names map[string]string
 
 	// oldest is the oldest version some View may still read, as of the
 	// last collection; values and entries that no reader at or above it
@@ -89,24 +100,29 @@ type state struct {
 	oldest uint64
 }
 
-func newState() *state {
+func newState(a *archive) *state {
 	return &state{
 		agents:           make(map[market.AgentID]*version[market.Agent]),
 		grants:           make(map[string]*version[int64]),
 		offers:           make(map[string]*version[market.Offer]),
-		intents:          newSeqTable[market.Intent](),
-		bids:             newSeqTable[bidValue](),
-		messages:         newSeqTable[market.Message](),
-		contracts:        newSeqTable[market.Contract](),
+		intents:          newSeqTable((*dec).intent, true),
+		bids:             newSeqTable((*dec).bidValue, true),
+		messages:         newSeqTable((*dec).message, true),
+		contracts:        newSeqTable((*dec).contract, true),
+		receipts:         newSeqTable((*dec).receipt, false),
+		events:           newSeqTable((*dec).event, false),
+		archive:          a,
 		scores:           make(map[scoreKey]*version[market.ScoreRecord]),
 		pairs:            make(map[pairKey]*version[market.PairRecord]),
 		arbRecs:          make(map[market.AgentID]*version[market.ArbiterRecord]),
 		idem:             make(map[string]*version[market.IdempotencyRecord]),
+		idemCold:         make(map[string]int64),
 		nonces:           make(map[nonceKey]*version[int64]),
 		intentByType:     make(setMap[string, seqKey]),
 		intentByState:    make(setMap[string, seqKey]),
 		intentByBuyer:    make(setMap[string, seqKey]),
-		intentByRequest:  make(setMap[[2]string, seqKey]),
+		intentByRequest:  newUniqueIndex[[2]string](),
+		names:            make(map[string]string),
 		bidByIntent:      make(setMap[string, seqKey]),
 		messageByBid:     make(setMap[string, seqKey]),
 		contractByState:  make(setMap[string, seqKey]),
@@ -118,13 +134,13 @@ func newState() *state {
 		offerActive:      make(setMap[string, idKey]),
 		offerBySeller:    make(setMap[string, idKey]),
 		pairsBetween:     make(setMap[[2]string, idKey]),
-		eventsByIntent:   make(map[string][]int64),
-		eventsByAgent:    make(map[market.AgentID][]int64),
-		intentsCreated:   make(map[string]*series),
-		bidsCreated:      make(map[string]*series),
-		contractsAwarded: make(map[string]*series),
-		contractFills:    make(map[string]*series),
-		suspectSeries:    make(map[*series]bool),
+		eventsByIntent:   make(map[string]*seqList),
+		eventsByAgent:    make(map[market.AgentID]*seqList),
+		intentsCreated:   make(map[string]*series[countKey]),
+		bidsCreated:      make(map[string]*series[countKey]),
+		contractsAwarded: make(map[string]*series[countKey]),
+		contractFills:    make(map[string]*series[fillKey]),
+		suspectSeries:    make(map[suspects]bool),
 	}
 }
 
@@ -231,23 +247,77 @@ func (p *pages[T]) set(seq int64, v T) {
 	p.p[i>>pageBits][i&(pageSize-1)] = v
 }
 
-// seqTable holds objects that lists return in insertion order: each gets
-// the next sequence number when first stored.
+// seqTable holds objects numbered in insertion order: each gets the next
+// sequence number when first stored. Lists of them run in that order.
 type seqTable[T any] struct {
-	ids map[string]int64
-	pages[*version[T]]
+	ids map[string]int64 // nil for events and receipts, which have no id
+	pages[slot[T]]
+	decode func(*dec) T
 }
 
-func newSeqTable[T any]() seqTable[T] { return seqTable[T]{ids: make(map[string]int64)} }
+// slot is where an object is: its versions, or, once it is cold, its
+// value's place in the archive, plus one. A slot with both is an archived
+// object that a write brought back; its versions are what counts.
+type slot[T any] struct {
+	v    *version[T]
+	cold int64
+}
 
-// lookup returns the object's sequence number and newest version.
-func (t *seqTable[T]) lookup(id string) (int64, *version[T]) {
-	seq, ok := t.ids[id]
-	if !ok {
-		return 0, nil
+func newSeqTable[T any](decode func(*dec) T, ids bool) seqTable[T] {
+	t := seqTable[T]{decode: decode}
+	if ids {
+		t.ids = make(map[string]int64)
 	}
-	return seq, t.get(seq)
+	return t
 }
+
+// head returns the object's newest version, nil if there is none in
+// memory.
+func (t *seqTable[T]) head(seq int64) *version[T] { return t.get(seq).v }
+
+// setHead makes v the object's newest version.
+func (t *seqTable[T]) setHead(seq int64, v *version[T]) {
+	sl := t.get(seq)
+	sl.v = v
+	t.set(seq, sl)
+}
+
+// lookup returns the object's sequence number, zero if there is none.
+func (t *seqTable[T]) lookup(id string) int64 { return t.ids[id] }
+
+// value returns the object's value as a reader at snap sees it, reading
+// the archive if the object is cold; nil if there is none.
+func (t *seqTable[T]) value(seq int64, snap uint64, a *archive) (*T, error) {
+	sl := t.get(seq)
+	if sl.v != nil {
+		if v := sl.v.at(snap); v != nil {
+			return &v.val, nil
+		}
+		return nil, nil
+	}
+	if sl.cold == 0 {
+		return nil, nil
+	}
+	return readArchived(a, sl.cold-1, t.decode)
+}
+
+// readArchived decodes a value from the archive.
+func readArchived[T any](a *archive, off int64, decode func(*dec) T) (*T, error) {
+	b, err := a.read(off)
+	if err != nil {
+		return nil, err
+	}
+	d := dec{b: b}
+	v := decode(&d)
+	if d.err != nil || len(d.b) != 0 {
+		return nil, fmt.Errorf("archive at %d: %w", off, errCorrupt)
+	}
+	return &v, nil
+}
+
+// hydrated is the version of a value read back from the archive for a
+// write to replace: version 0, older than every reader.
+func hydrated[T any](v *T) *version[T] { return &version[T]{val: *v} }
 
 // Times are indexed as unix nanoseconds, as the sqlite adapter stores
 // them: the zero time is the smallest value, so that a zero deadline has
@@ -417,10 +487,23 @@ func agentKeys(a *market.Agent, buf []ikey) []ikey {
 	return buf
 }
 
-// seriesFor returns the statistic an index key counts in, creating it if
-// create is set; nil if the key is not a statistic's.
-func (s *state) seriesFor(k *ikey, create bool) *series {
-	var m map[string]*series
+// intern returns the one copy of a name the state keeps. The caller is
+// the writer.
+func (s *state) intern(name string) string {
+	if v, ok := s.names[name]; ok {
+		return v
+	}
+	s.names[name] = name
+	return name
+}
+
+// suspects is a series with suspects, as the state lists them.
+type suspects interface{ clearSuspects(oldest uint64) bool }
+
+// countSeries returns the count an index key is a fact of, creating it if
+// create is set; nil if the key is not a count's.
+func (s *state) countSeries(k *ikey, create bool) *series[countKey] {
+	var m map[string]*series[countKey]
 	switch k.idx {
 	case ixIntentCreated:
 		m = s.intentsCreated
@@ -428,20 +511,42 @@ func (s *state) seriesFor(k *ikey, create bool) *series {
 		m = s.bidsCreated
 	case ixContractAwarded:
 		m = s.contractsAwarded
-	case ixContractFill:
-		m = s.contractFills
 	default:
 		return nil
 	}
 	sr := m[k.s1]
 	if sr == nil && create {
-		sr = &series{}
+		sr = &series[countKey]{}
 		m[k.s1] = sr
 	}
 	return sr
 }
 
-func statOf(k *ikey) statKey { return statKey{at: k.n, seq: k.seq, a: k.a, b: k.b} }
+// fillSeries returns the fills an index key is a fact of, creating it if
+// create is set; nil if the key is not a fill.
+func (s *state) fillSeries(k *ikey, create bool) *series[fillKey] {
+	if k.idx != ixContractFill {
+		return nil
+	}
+	sr := s.contractFills[k.s1]
+	if sr == nil && create {
+		sr = &series[fillKey]{}
+		s.contractFills[k.s1] = sr
+	}
+	return sr
+}
+
+func countOf(k *ikey) countKey { return countKey{at: k.n, seq: k.seq} }
+func fillOf(k *ikey) fillKey   { return fillKey{at: k.n, seq: k.seq, price: k.a, paid: k.b} }
+
+// isStat reports whether an index key is a statistic's fact.
+func isStat(k *ikey) bool {
+	switch k.idx {
+	case ixIntentCreated, ixBidCreated, ixContractAwarded, ixContractFill:
+		return true
+	}
+	return false
+}
 
 // insert adds an index entry. Inserting one that is there does nothing.
 // A statistic's fact is marked suspect at ver, the version that added it.
@@ -454,7 +559,7 @@ func (s *state) insert(k *ikey, ver uint64) {
 	case ixIntentBuyer:
 		s.intentByBuyer.insert(k.s1, seqKey(k.seq))
 	case ixIntentRequest:
-		s.intentByRequest.insert([2]string{k.s1, k.s2}, seqKey(k.seq))
+		s.intentByRequest.insert([2]string{s.intern(k.s1), k.s2}, k.seq)
 	case ixIntentDue:
 		s.intentDue.insert(dueKey{k.n, k.seq})
 	case ixBidIntent:
@@ -472,7 +577,7 @@ func (s *state) insert(k *ikey, ver uint64) {
 	case ixContractOpen:
 		s.contractOpen.insert([2]string{k.s1, k.s2}, seqKey(k.seq))
 	case ixContractPaid:
-		s.contractPaid.insert(k.s1, sellerKey{k.s2, k.seq})
+		s.contractPaid.insert(s.intern(k.s1), sellerKey{s.intern(k.s2), k.seq})
 	case ixContractDue:
 		s.contractDue.insert(dueKey{k.n, k.seq})
 	case ixOfferActive:
@@ -482,16 +587,24 @@ func (s *state) insert(k *ikey, ver uint64) {
 	case ixArbiter:
 		s.arbiters.insert(idKey(k.id))
 	default:
-		sr := s.seriesFor(k, true)
-		sr.insert(statOf(k))
-		s.suspect(sr, k, ver)
+		if sr := s.countSeries(k, true); sr != nil {
+			sr.insert(countOf(k))
+		} else if sr := s.fillSeries(k, true); sr != nil {
+			sr.insert(fillOf(k))
+		}
+		s.suspect(k, ver)
 	}
 }
 
 // suspect marks a statistic's fact as one that readers must check.
-func (s *state) suspect(sr *series, k *ikey, ver uint64) {
-	sr.markSuspect(statOf(k), ver)
-	s.suspectSeries[sr] = true
+func (s *state) suspect(k *ikey, ver uint64) {
+	if sr := s.countSeries(k, false); sr != nil {
+		sr.markSuspect(countOf(k), ver)
+		s.suspectSeries[sr] = true
+	} else if sr := s.fillSeries(k, false); sr != nil {
+		sr.markSuspect(fillOf(k), ver)
+		s.suspectSeries[sr] = true
+	}
 }
 
 // remove deletes an index entry.
@@ -504,7 +617,7 @@ func (s *state) remove(k *ikey) {
 	case ixIntentBuyer:
 		s.intentByBuyer.remove(k.s1, seqKey(k.seq))
 	case ixIntentRequest:
-		s.intentByRequest.remove([2]string{k.s1, k.s2}, seqKey(k.seq))
+		s.intentByRequest.remove([2]string{k.s1, k.s2}, k.seq)
 	case ixIntentDue:
 		s.intentDue.remove(dueKey{k.n, k.seq})
 	case ixBidIntent:
@@ -532,11 +645,10 @@ func (s *state) remove(k *ikey) {
 	case ixArbiter:
 		s.arbiters.remove(idKey(k.id))
 	default:
-		if sr := s.seriesFor(k, false); sr != nil {
-			sr.remove(statOf(k))
-			if len(sr.suspect) == 0 {
-				delete(s.suspectSeries, sr)
-			}
+		if sr := s.countSeries(k, false); sr != nil {
+			sr.remove(countOf(k))
+		} else if sr := s.fillSeries(k, false); sr != nil {
+			sr.remove(fillOf(k))
 		}
 	}
 }
@@ -564,10 +676,8 @@ func reindex[T any](s *state, keys keysFunc[T], seq int64, old *version[T], nv *
 		}
 	}
 	for i := range oldKeys {
-		if !slices.Contains(newKeys, oldKeys[i]) {
-			if sr := s.seriesFor(&oldKeys[i], false); sr != nil {
-				s.suspect(sr, &oldKeys[i], nv.ver)
-			}
+		if isStat(&oldKeys[i]) && !slices.Contains(newKeys, oldKeys[i]) {
+			s.suspect(&oldKeys[i], nv.ver)
 		}
 	}
 }
@@ -659,16 +769,16 @@ func (s *state) collect(r ref) {
 		h := s.offers[r.k[0]]
 		drop(s, offerKeysFunc, 0, h, trim(h, o))
 	case kIntent:
-		h := s.intents.get(r.seq)
+		h := s.intents.head(r.seq)
 		drop(s, intentKeys, r.seq, h, trim(h, o))
 	case kBid:
-		h := s.bids.get(r.seq)
+		h := s.bids.head(r.seq)
 		drop(s, bidKeys, r.seq, h, trim(h, o))
 	case kMessage:
-		h := s.messages.get(r.seq)
+		h := s.messages.head(r.seq)
 		drop(s, messageKeys, r.seq, h, trim(h, o))
 	case kContract:
-		h := s.contracts.get(r.seq)
+		h := s.contracts.head(r.seq)
 		drop(s, contractKeys, r.seq, h, trim(h, o))
 	case kScore:
 		trim(s.scores[r.scoreKey()], o)
@@ -690,12 +800,7 @@ func offerKeysFunc(o *market.Offer, _ int64, buf []ikey) []ikey { return offerKe
 // on: those no version above oldest touched. The caller holds mu.
 func (s *state) clearSuspects() {
 	for sr := range s.suspectSeries {
-		for k, ver := range sr.suspect {
-			if ver <= s.oldest {
-				delete(sr.suspect, k)
-			}
-		}
-		if len(sr.suspect) == 0 {
+		if !sr.clearSuspects(s.oldest) {
 			delete(s.suspectSeries, sr)
 		}
 	}

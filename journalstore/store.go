@@ -20,7 +20,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"os"
+	"path/filepath"
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
@@ -44,6 +46,14 @@ type Options struct {
 	// SegmentBytes is the size past which the journal starts a new
 	// segment file. Zero means 64 MiB.
 	SegmentBytes int64
+	// HotObjects is how many of the latest writes keep the objects they
+	// wrote in memory; older objects that can no longer change move to
+	// the archive file. Zero means 8192; negative keeps everything in
+	// memory.
+	HotObjects int
+	// HotEvents is how many of the newest events stay in memory; older
+	// ones move to the archive. Zero means 8192; negative keeps all.
+	HotEvents int
 }
 
 const (
@@ -62,10 +72,12 @@ type Store struct {
 	log      *slog.Logger
 	maxBatch int
 	lock     *os.File
-	st       *state
-	w        *writer // the writer goroutine's
-	j        *journal
-	lastVer  uint64 // the newest version the writer sealed; the writer's
+
+	hotObjects, hotEvents, hotReceipts int
+	st                                 *state
+	w                                  *writer // the writer goroutine's
+	j                                  *journal
+	lastVer                            uint64 // the newest version the writer sealed; the writer's
 
 	requests  chan *request // unbuffered: a request sent is one the writer owns and will answer
 	toSync    chan *batch
@@ -74,6 +86,10 @@ type Store struct {
 	closeOnce sync.Once
 	closeErr  error
 	failed    atomic.Pointer[error]
+
+	stats struct {
+		records, changes, archived atomic.Uint64
+	}
 
 	mu     sync.Mutex
 	pub    published      // the newest durable version
@@ -125,12 +141,17 @@ func Open(dir string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
+	arch, err := openArchive(filepath.Join(dir, archiveFile))
+	if err != nil {
+		lock.Close()
+		return nil, fmt.Errorf("open store %s: %w", dir, err)
+	}
 	s := &Store{
 		dir:      dir,
 		log:      opts.Logger,
 		maxBatch: opts.MaxBatch,
 		lock:     lock,
-		st:       newState(),
+		st:       newState(arch),
 		requests: make(chan *request),
 		toSync:   make(chan *batch),
 		closing:  make(chan struct{}),
@@ -148,12 +169,24 @@ func Open(dir string, opts Options) (*Store, error) {
 	if s.maxBatch <= 0 {
 		s.maxBatch = defaultMaxBatch
 	}
+	s.hotObjects, s.hotEvents, s.hotReceipts = opts.HotObjects, opts.HotEvents, defaultHotReceipts
+	if s.hotObjects == 0 {
+		s.hotObjects = defaultHotObjects
+	}
+	if s.hotEvents == 0 {
+		s.hotEvents = defaultHotEvents
+	}
+	s.hotReceipts = min(s.hotReceipts, s.hotEvents)
+	if opts.HotObjects < 0 || opts.HotEvents < 0 {
+		s.hotObjects, s.hotEvents, s.hotReceipts = math.MaxInt, math.MaxInt/2, math.MaxInt/2
+	}
 	segmentBytes := opts.SegmentBytes
 	if segmentBytes <= 0 {
 		segmentBytes = defaultSegmentBytes
 	}
 	s.w = &writer{s: s.st, now: now}
 	if err := s.recover(segmentBytes); err != nil {
+		arch.close()
 		lock.Close()
 		return nil, fmt.Errorf("open store %s: %w", dir, err)
 	}
@@ -191,9 +224,13 @@ func (s *Store) replay(r *record) error {
 	if err := w.apply(r.body, int(r.count)); err != nil {
 		return err
 	}
+	for _, ref := range w.dirty {
+		if evictable(ref.kind) {
+			w.evictQ.push(evictItem{r.seq, ref})
+		}
+	}
 	w.undo, w.dirty = w.undo[:0], w.dirty[:0]
-	s.collect(r.seq)
-	return nil
+	return s.collect(r.seq, s.st.events.last, s.st.receipts.last)
 }
 
 // Close stops the writer after the batch it is building, which becomes
@@ -204,7 +241,7 @@ func (s *Store) Close() error {
 		close(s.closing)
 		<-s.stopped
 		var errs []error
-		errs = append(errs, s.j.close(), s.lock.Close())
+		errs = append(errs, s.j.close(), s.st.archive.close(), s.lock.Close())
 		if p := s.failed.Load(); p != nil {
 			errs = append(errs, *p)
 		}
@@ -287,7 +324,10 @@ func (s *Store) write() {
 // begin starts a batch at the next version, first collecting the old
 // values that no View can see any more.
 func (s *Store) begin() *batch {
-	s.collect(s.oldestRead())
+	if err := s.collect(s.oldestRead()); err != nil {
+		s.log.Error("journalstore: archive write failed; refusing writes", "err", err)
+		s.failed.CompareAndSwap(nil, &err)
+	}
 	w := s.w
 	w.ver = s.lastVer + 1
 	w.batchEvents, w.batchReceipts = s.st.events.last, s.st.receipts.last
@@ -300,27 +340,29 @@ const collectChunk = 256
 
 // collect drops what no reader at or above oldest can see: the old
 // values of the objects that versions up to oldest replaced, and their
-// index entries.
-func (s *Store) collect(oldest uint64) {
+// index entries. Then it archives what has gone cold.
+func (s *Store) collect(oldest uint64, durableEvents, durableReceipts int64) error {
 	w, st := s.w, s.st
 	st.oldest = oldest
 	n := 0
-	for n < len(w.gc) && w.gc[n].ver <= oldest {
+	for n < w.gc.len() && w.gc.at(n).ver <= oldest {
 		n++
 	}
+	items := w.gc.front(n)
 	for i := 0; i < n; i += collectChunk {
 		st.mu.Lock()
-		for _, it := range w.gc[i:min(n, i+collectChunk)] {
+		for _, it := range items[i:min(n, i+collectChunk)] {
 			st.collect(it.r)
 		}
 		st.mu.Unlock()
 	}
-	w.gc = append(w.gc[:0], w.gc[n:]...)
+	w.gc.drop(n)
 	if len(st.suspectSeries) > 0 {
 		st.mu.Lock()
 		st.clearSuspects()
 		st.mu.Unlock()
 	}
+	return s.evict(oldest, durableEvents, durableReceipts)
 }
 
 // run runs one request's fn into the batch.
@@ -383,6 +425,8 @@ func (s *Store) sync() {
 			buf = encodeChanges(buf, b.changes)
 			pos := position{seq: b.ver}
 			pos.hash = sealRecord(buf, b.ver, time.Now().UnixNano(), len(b.changes), s.j.last.hash)
+			s.stats.records.Add(1)
+			s.stats.changes.Add(uint64(len(b.changes)))
 			if werr := s.j.append(buf, pos); werr != nil {
 				s.log.Error("journalstore: journal write failed; refusing writes", "err", werr)
 				s.failed.Store(&werr)
@@ -417,15 +461,16 @@ func (s *Store) publish(p published) {
 }
 
 // oldestRead returns the oldest version that an open View reads, or the
-// newest durable one if none is open.
-func (s *Store) oldestRead() uint64 {
+// newest durable one if none is open, and how many events and receipts
+// are durable.
+func (s *Store) oldestRead() (oldest uint64, events, receipts int64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	o := s.pub.ver
 	for v := range s.active {
 		o = min(o, v)
 	}
-	return o
+	return o, s.pub.events, s.pub.receipts
 }
 
 // View runs fn against the newest durable version of the state. The
@@ -454,6 +499,18 @@ func (s *Store) View(ctx context.Context, fn func(market.ReadTx) error) error {
 	r := &reader{s: s.st, snap: p.ver, events: p.events, receipts: p.receipts, locked: true}
 	defer func() { r.done = true }()
 	return fn(r)
+}
+
+// Stats are the store's counters.
+type Stats struct {
+	Records  uint64 // journal records written since Open, each with one fsync
+	Changes  uint64 // object values, events and receipts they held
+	Archived uint64 // values moved to the archive since Open
+}
+
+// Stats returns the store's counters.
+func (s *Store) Stats() Stats {
+	return Stats{Records: s.stats.records.Load(), Changes: s.stats.changes.Load(), Archived: s.stats.archived.Load()}
 }
 
 // WaitEvents blocks until an event with a sequence number above after is

@@ -34,3 +34,13 @@ func TestConformanceWithoutGroupCommit(t *testing.T) {
 		return MustOpen(t, t.TempDir(), journalstore.Options{MaxBatch: 1})
 	})
 }
+
+// archiveAll keeps as little as it can in memory, so that reads go to the
+// archive wherever they can.
+var archiveAll = journalstore.Options{HotObjects: 1, HotEvents: 1}
+
+func TestConformanceArchivingEverything(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) market.Store {
+		return MustOpen(t, t.TempDir(), archiveAll)
+	})
+}

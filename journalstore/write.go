@@ -16,9 +16,11 @@ type writer struct {
 	now func() time.Time
 	ver uint64 // the version being written
 
-	undo  []ref // the running fn's writes, oldest first
-	dirty []ref // the batch's writes
-	gc    []gcItem
+	undo   []ref // the running fn's writes, oldest first
+	dirty  []ref // the batch's writes
+	gc     fifo[gcItem]
+	evictQ fifo[evictItem] // written objects that may go cold, oldest first
+	buf    []byte          // for encoding evicted values
 
 	// Marks at the start of the running fn, to undo its appends.
 	fnEvents, fnReceipts int64
@@ -40,7 +42,7 @@ func (w *writer) wrote(r ref, replaced bool) {
 	w.undo = append(w.undo, r)
 	w.dirty = append(w.dirty, r)
 	if replaced {
-		w.gc = append(w.gc, gcItem{w.ver, r})
+		w.gc.push(gcItem{w.ver, r})
 	}
 }
 
@@ -48,7 +50,7 @@ func (w *writer) wrote(r ref, replaced bool) {
 func (w *writer) startFn() {
 	w.undo = w.undo[:0]
 	w.fnEvents, w.fnReceipts = w.s.events.last, w.s.receipts.last
-	w.fnDirty, w.fnGC = len(w.dirty), len(w.gc)
+	w.fnDirty, w.fnGC = len(w.dirty), w.gc.len()
 }
 
 // rollback undoes the running fn's writes, newest first, as if it never
@@ -62,15 +64,16 @@ func (w *writer) rollback() {
 	}
 	w.undo = w.undo[:0]
 	for seq := s.events.last; seq > w.fnEvents; seq-- {
-		s.unindexEvent(s.events.get(seq))
-		s.events.set(seq, nil)
+		s.unindexEvent(&s.events.head(seq).val)
+		s.events.set(seq, slot[market.Event]{})
 	}
 	s.events.last = w.fnEvents
 	for seq := s.receipts.last; seq > w.fnReceipts; seq-- {
-		s.receipts.set(seq, nil)
+		s.receipts.set(seq, slot[market.Receipt]{})
 	}
 	s.receipts.last = w.fnReceipts
-	w.dirty, w.gc = w.dirty[:w.fnDirty], w.gc[:w.fnGC]
+	w.dirty = w.dirty[:w.fnDirty]
+	w.gc.truncate(w.fnGC)
 }
 
 // pop removes the newest value of r's object, which the running fn wrote,
@@ -132,9 +135,14 @@ func popKeyed[K comparable, T any](s *state, m map[K]*version[T], k K, keys keys
 }
 
 func popSeq[T any](s *state, t *seqTable[T], seq int64, keys keysFunc[T], id func(*T) string) {
-	h := t.get(seq)
+	sl := t.get(seq)
+	h := sl.v
 	prev := h.prev
-	t.set(seq, prev)
+	sl.v = prev
+	if prev != nil && prev.ver == 0 && sl.cold != 0 {
+		sl.v = nil // back to the archived value it was read from
+	}
+	t.set(seq, sl)
 	if prev == nil {
 		delete(t.ids, id(&h.val))
 		if seq == t.last {
@@ -159,22 +167,33 @@ func putKeyed[K comparable, T any](w *writer, m map[K]*version[T], k K, val T, k
 // new object, which takes the next number) at the writer's version and
 // indexes it. It returns the sequence number and whether it replaced a
 // value. The caller holds mu.
-func putSeq[T any](w *writer, t *seqTable[T], id string, seq int64, val T, keys keysFunc[T]) (int64, bool) {
+func putSeq[T any](w *writer, t *seqTable[T], id string, seq int64, val T, keys keysFunc[T]) (int64, bool, error) {
 	if seq == 0 {
 		seq = t.ids[id]
 		if seq == 0 {
 			seq = t.last + 1
 		}
 	}
-	old := t.get(seq)
+	sl := t.get(seq)
+	old := sl.v
+	if old == nil && sl.cold != 0 {
+		// An archived object changes: its value comes back, for readers
+		// that see it until the new one is durable.
+		v, err := readArchived(w.s.archive, sl.cold-1, t.decode)
+		if err != nil {
+			return 0, false, err
+		}
+		old = hydrated(v)
+	}
 	nv := &version[T]{ver: w.ver, prev: old, val: val}
 	if old == nil {
 		t.ids[id] = seq
 		t.last = max(t.last, seq)
 	}
-	t.set(seq, nv)
+	sl.v = nv
+	t.set(seq, sl)
 	reindex(w.s, keys, seq, old, nv)
-	return seq, old != nil
+	return seq, old != nil, nil
 }
 
 // The state changes that the Tx methods and replay share. Each takes mu.
@@ -200,32 +219,48 @@ func (w *writer) putOffer(o market.Offer) {
 	w.wrote(ref{kind: kOffer, k: [3]string{o.ID}}, replaced)
 }
 
-func (w *writer) putIntent(seq int64, i market.Intent) {
+func (w *writer) putIntent(seq int64, i market.Intent) error {
 	w.s.mu.Lock()
-	seq, replaced := putSeq(w, &w.s.intents, i.ID, seq, i, intentKeys)
+	seq, replaced, err := putSeq(w, &w.s.intents, i.ID, seq, i, intentKeys)
 	w.s.mu.Unlock()
+	if err != nil {
+		return err
+	}
 	w.wrote(ref{kind: kIntent, seq: seq}, replaced)
+	return nil
 }
 
-func (w *writer) putBid(seq int64, b bidValue) {
+func (w *writer) putBid(seq int64, b bidValue) error {
 	w.s.mu.Lock()
-	seq, replaced := putSeq(w, &w.s.bids, b.ID, seq, b, bidKeys)
+	seq, replaced, err := putSeq(w, &w.s.bids, b.ID, seq, b, bidKeys)
 	w.s.mu.Unlock()
+	if err != nil {
+		return err
+	}
 	w.wrote(ref{kind: kBid, seq: seq}, replaced)
+	return nil
 }
 
-func (w *writer) putMessage(seq int64, m market.Message) {
+func (w *writer) putMessage(seq int64, m market.Message) error {
 	w.s.mu.Lock()
-	seq, replaced := putSeq(w, &w.s.messages, m.ID, seq, m, messageKeys)
+	seq, replaced, err := putSeq(w, &w.s.messages, m.ID, seq, m, messageKeys)
 	w.s.mu.Unlock()
+	if err != nil {
+		return err
+	}
 	w.wrote(ref{kind: kMessage, seq: seq}, replaced)
+	return nil
 }
 
-func (w *writer) putContract(seq int64, c market.Contract) {
+func (w *writer) putContract(seq int64, c market.Contract) error {
 	w.s.mu.Lock()
-	seq, replaced := putSeq(w, &w.s.contracts, c.ID, seq, c, contractKeys)
+	seq, replaced, err := putSeq(w, &w.s.contracts, c.ID, seq, c, contractKeys)
 	w.s.mu.Unlock()
+	if err != nil {
+		return err
+	}
 	w.wrote(ref{kind: kContract, seq: seq}, replaced)
+	return nil
 }
 
 func (w *writer) putScore(sc market.ScoreRecord) {
@@ -262,21 +297,24 @@ func (w *writer) putIdempotency(rec market.IdempotencyRecord) {
 }
 
 // appendReceipt stores the next receipt. The caller checked its Seq.
-func (w *writer) appendReceipt(r *market.Receipt) {
+// Receipts and events never change, so their one version is version 0,
+// which every reader sees; a reader's snapshot says how many it sees.
+func (w *writer) appendReceipt(r market.Receipt) {
 	s := w.s
 	s.mu.Lock()
 	s.receipts.last++
-	s.receipts.set(s.receipts.last, r)
+	s.receipts.set(s.receipts.last, slot[market.Receipt]{v: &version[market.Receipt]{val: r}})
 	s.mu.Unlock()
 }
 
 // appendEvent stores an event whose Seq is the next number.
-func (w *writer) appendEvent(e *market.Event) {
+func (w *writer) appendEvent(e market.Event) {
 	s := w.s
 	s.mu.Lock()
+	v := &version[market.Event]{val: e}
 	s.events.last = e.Seq
-	s.events.set(e.Seq, e)
-	s.indexEvent(e)
+	s.events.set(e.Seq, slot[market.Event]{v: v})
+	s.indexEvent(&v.val)
 	s.mu.Unlock()
 }
 
@@ -284,44 +322,49 @@ func (w *writer) appendEvent(e *market.Event) {
 // type's, and the public list or the list of each agent of its audience.
 func (s *state) indexEvent(e *market.Event) {
 	if e.Intent != "" {
-		s.eventsByIntent[e.Intent] = append(s.eventsByIntent[e.Intent], e.Seq)
+		l := s.eventsByIntent[e.Intent]
+		if l == nil {
+			l = &seqList{}
+			s.eventsByIntent[s.intern(e.Intent)] = l
+		}
+		l.push(e.Seq)
 	}
 	if len(e.Audience) == 0 {
-		s.eventsPublic = append(s.eventsPublic, e.Seq)
+		s.eventsPublic.push(e.Seq)
 		return
 	}
 	for _, a := range e.Audience {
 		l := s.eventsByAgent[a]
-		if len(l) == 0 || l[len(l)-1] != e.Seq {
-			s.eventsByAgent[a] = append(l, e.Seq)
+		if l == nil {
+			l = &seqList{}
+			s.eventsByAgent[market.AgentID(s.intern(string(a)))] = l
+		}
+		if l.last() != e.Seq {
+			l.push(e.Seq)
 		}
 	}
 }
 
 // unindexEvent removes the newest event from its lists.
 func (s *state) unindexEvent(e *market.Event) {
-	trimTail := func(l []int64) []int64 {
-		if n := len(l); n > 0 && l[n-1] == e.Seq {
-			return l[:n-1]
-		}
-		return l
-	}
 	if e.Intent != "" {
-		if l := trimTail(s.eventsByIntent[e.Intent]); len(l) == 0 {
-			delete(s.eventsByIntent, e.Intent)
-		} else {
-			s.eventsByIntent[e.Intent] = l
+		if l := s.eventsByIntent[e.Intent]; l != nil && l.last() == e.Seq {
+			if l.pop(); l.empty() {
+				delete(s.eventsByIntent, e.Intent)
+			}
 		}
 	}
 	if len(e.Audience) == 0 {
-		s.eventsPublic = trimTail(s.eventsPublic)
+		if s.eventsPublic.last() == e.Seq {
+			s.eventsPublic.pop()
+		}
 		return
 	}
 	for _, a := range e.Audience {
-		if l := trimTail(s.eventsByAgent[a]); len(l) == 0 {
-			delete(s.eventsByAgent, a)
-		} else {
-			s.eventsByAgent[a] = l
+		if l := s.eventsByAgent[a]; l != nil && l.last() == e.Seq {
+			if l.pop(); l.empty() {
+				delete(s.eventsByAgent, a)
+			}
 		}
 	}
 }
@@ -406,14 +449,15 @@ func (t *writeTx) PutIntent(i market.Intent) error {
 		return err
 	}
 	s := t.s
-	seq := s.intents.ids[i.ID]
+	seq := s.intents.lookup(i.ID)
 	if i.RequestID != "" {
 		taken := false
-		s.intentByRequest[[2]string{string(i.Buyer), i.RequestID}].ascendAll(func(k seqKey) bool {
-			if int64(k) != seq {
-				if v := s.intents.get(int64(k)); v != nil && v.val.Buyer == i.Buyer && v.val.RequestID == i.RequestID {
-					taken = true
-				}
+		s.intentByRequest.each([2]string{string(i.Buyer), i.RequestID}, func(k int64) bool {
+			if k != seq {
+				// An archived intent's index entries are exactly its own.
+				sl := s.intents.get(k)
+				taken = (sl.v == nil && sl.cold != 0) ||
+					(sl.v != nil && sl.v.val.Buyer == i.Buyer && sl.v.val.RequestID == i.RequestID)
 			}
 			return !taken
 		})
@@ -422,8 +466,7 @@ func (t *writeTx) PutIntent(i market.Intent) error {
 				"buyer %s already has an intent with request_id %q", i.Buyer, i.RequestID)
 		}
 	}
-	t.w.putIntent(seq, cloneIntent(i))
-	return nil
+	return t.w.putIntent(seq, cloneIntent(i))
 }
 
 // PutBid stores a bid with its intent's type, read from the intent, for
@@ -433,27 +476,30 @@ func (t *writeTx) PutBid(b market.Bid) error {
 		return err
 	}
 	bv := bidValue{Bid: cloneBid(b)}
-	if _, v := t.s.intents.lookup(b.Intent); v != nil {
-		bv.intentType = v.val.Intent
+	if seq := t.s.intents.lookup(b.Intent); seq != 0 {
+		in, err := t.s.intents.value(seq, latest, t.s.archive)
+		if err != nil {
+			return err
+		}
+		if in != nil {
+			bv.intentType = in.Intent
+		}
 	}
-	t.w.putBid(0, bv)
-	return nil
+	return t.w.putBid(0, bv)
 }
 
 func (t *writeTx) PutMessage(m market.Message) error {
 	if err := t.check(); err != nil {
 		return err
 	}
-	t.w.putMessage(0, cloneMessage(m))
-	return nil
+	return t.w.putMessage(0, cloneMessage(m))
 }
 
 func (t *writeTx) PutContract(c market.Contract) error {
 	if err := t.check(); err != nil {
 		return err
 	}
-	t.w.putContract(0, cloneContract(c))
-	return nil
+	return t.w.putContract(0, cloneContract(c))
 }
 
 // PutReceipt stores the next receipt: its Seq must be one more than the
@@ -467,8 +513,7 @@ func (t *writeTx) PutReceipt(r market.Receipt) error {
 		return market.Errorf(market.Conflict, "receipt_out_of_sequence",
 			"receipt %d cannot follow receipt %d: want %d", r.Seq, last, last+1)
 	}
-	rc := cloneReceipt(r)
-	t.w.appendReceipt(&rc)
+	t.w.appendReceipt(cloneReceipt(r))
 	return nil
 }
 
@@ -504,7 +549,7 @@ func (t *writeTx) AppendEvent(e market.Event) (int64, error) {
 	}
 	ev := cloneEvent(e)
 	ev.Seq = t.s.events.last + 1
-	t.w.appendEvent(&ev)
+	t.w.appendEvent(ev)
 	return ev.Seq, nil
 }
 

@@ -175,9 +175,11 @@ func encodeChanges(b []byte, cs []change) []byte {
 func (w *writer) apply(body []byte, count int) error {
 	d := dec{b: body}
 	s := w.s
-	seq := func() int64 {
+	// seq reads an object's sequence number: one it has, or the next of
+	// its table, as the writer gave them out.
+	seq := func(last int64) int64 {
 		n := d.varint()
-		if n <= 0 {
+		if n <= 0 || n > last+1 {
 			d.fail()
 		}
 		return n
@@ -200,14 +202,14 @@ func (w *writer) apply(body []byte, count int) error {
 				w.putOffer(o)
 			}
 		case opIntent:
-			n, in := seq(), d.intent()
+			n, in := seq(s.intents.last), d.intent()
 			if d.err == nil {
 				if err := w.putIntent(n, in); err != nil {
 					return err
 				}
 			}
 		case opBid:
-			n := seq()
+			n := seq(s.bids.last)
 			b := bidValue{intentType: d.str()}
 			b.Bid = d.bid()
 			if d.err == nil {
@@ -216,14 +218,14 @@ func (w *writer) apply(body []byte, count int) error {
 				}
 			}
 		case opMessage:
-			n, m := seq(), d.message()
+			n, m := seq(s.messages.last), d.message()
 			if d.err == nil {
 				if err := w.putMessage(n, m); err != nil {
 					return err
 				}
 			}
 		case opContract:
-			n, c := seq(), d.contract()
+			n, c := seq(s.contracts.last), d.contract()
 			if d.err == nil {
 				if err := w.putContract(n, c); err != nil {
 					return err

@@ -21,7 +21,7 @@ func FuzzApply(f *testing.F) {
 	c := market.Contract{ID: "c-1", Buyer: "did:key:zA", Seller: "did:key:zB", State: market.ContractSettled,
 		Delivery: &market.Delivery{Output: []byte(`[1]`), Check: &market.CheckResult{Passed: true}},
 		Dispute:  &market.Dispute{Reason: "x"}, Arbiters: []market.AgentID{"did:key:zC"},
-		Reviews:  []market.Review{{Arbiter: "did:key:zC", Quality: 1}}, GoldQuality: &gold,
+		Reviews: []market.Review{{Arbiter: "did:key:zC", Quality: 1}}, GoldQuality: &gold,
 		Outcome: &market.Outcome{Result: market.ResultPaid, PaidMicrocredits: 5}, Children: []string{"c-2"}}
 	grant, expires := int64(7), int64(99)
 	seeds := [][]change{

@@ -671,7 +671,7 @@ func (e *Engine) pickArbiters(tx market.ReadTx, c *market.Contract, n int) ([]ma
 		if err != nil {
 			return nil, err
 		}
-		if rec.Compared >= 10 && rec.Accuracy() < 0.5 {
+		if rec.Compared >= 10 && rec.Accuracy() < 0.5 || rec.Unresponsive() {
 			continue
 		}
 		pool = append(pool, a.ID)

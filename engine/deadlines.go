@@ -266,10 +266,22 @@ func (e *Engine) contractDue(ctx context.Context, c market.Contract) error {
 	return nil
 }
 
-// reassign gives a review whose arbiters missed the deadline to others.
+func reviewedIn(rs []market.Review, a market.AgentID) bool {
+	for _, r := range rs {
+		if r.Arbiter == a {
+			return true
+		}
+	}
+	return false
+}
+
+// reassign gives a review whose arbiters missed the deadline to others,
+// and records the miss against them.
 func (e *Engine) reassign(ctx context.Context, id string) (market.Contract, error) {
 	var out market.Contract
+	var none bool
 	err := e.store.Update(ctx, func(tx market.Tx) error {
+		none = false
 		c, err := tx.Contract(id)
 		if err != nil {
 			return err
@@ -277,12 +289,28 @@ func (e *Engine) reassign(ctx context.Context, id string) (market.Contract, erro
 		if _, err := market.Transition(c.State, market.StepReassign); err != nil {
 			return err
 		}
+		// The assigned arbiters that did not review missed their deadline.
+		for _, a := range c.Arbiters {
+			if reviewedIn(c.Reviews, a) {
+				continue
+			}
+			rec, err := tx.ArbiterRecord(a)
+			if err != nil {
+				return err
+			}
+			rec.Arbiter = a
+			rec.Missed++
+			if err := tx.PutArbiterRecord(rec); err != nil {
+				return err
+			}
+		}
 		arbs, err := e.pickArbiters(tx, &c, len(c.Arbiters))
 		if err != nil {
 			return err
 		}
 		if len(arbs) == 0 {
-			return market.E(market.Conflict, market.Code("no_arbiter_available"), "no other arbiter is available")
+			none = true // keep the misses; the caller settles the contract
+			return nil
 		}
 		c.Arbiters = arbs
 		c.Assignments += len(arbs)
@@ -293,5 +321,8 @@ func (e *Engine) reassign(ctx context.Context, id string) (market.Contract, erro
 		}
 		return e.emit(tx, market.EventReviewAssigned, c.Intent, c.ID, arbs, redact(c, market.Principal{Agent: arbs[0]}))
 	})
+	if err == nil && none {
+		return out, market.E(market.Conflict, market.Code("no_arbiter_available"), "no other arbiter is available")
+	}
 	return out, err
 }

@@ -90,3 +90,65 @@ func TestRestartDoesNotRepeatIDs(t *testing.T) {
 		t.Fatalf("the first offer was overwritten: %+v", o)
 	}
 }
+
+// TestUnresponsiveArbitersStopBeingAssigned lets every arbiter miss its
+// deadlines: each miss is recorded, and an arbiter that mostly misses is
+// no longer assigned.
+func TestUnresponsiveArbitersStopBeingAssigned(t *testing.T) {
+	m := newMarket(t)
+	p := m.parties()
+	unresponsive := func() (n int, total int) {
+		err := m.store.View(context.Background(), func(tx market.ReadTx) error {
+			for _, a := range []agent{p.arb1, p.arb2} {
+				rec, err := tx.ArbiterRecord(a.ID)
+				if err != nil {
+					return err
+				}
+				total += rec.Missed
+				if rec.Unresponsive() {
+					n++
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n, total
+	}
+	for i := 0; ; i++ {
+		if n, _ := unresponsive(); n == 2 {
+			break
+		}
+		if i == 10 {
+			t.Fatal("ten silent disputes did not mark both arbiters unresponsive")
+		}
+		in := must[market.Intent](t)(m.PostIntent(p.buyer.Ctx, market.IntentRequest{RequestID: "silent-" + string(rune('a'+i)),
+			Intent: sortIntent, Parameters: sortParams, Constraints: market.Constraints{MaxBudgetMicrocredits: 5 * market.Credit}}))
+		b := must[market.Bid](t)(m.PlaceBid(p.seller.Ctx, market.BidRequest{Intent: in.ID, PriceMicrocredits: market.Credit, LatencyMs: 10_000}))
+		m.tick(3 * time.Second)
+		c := must[market.Contract](t)(m.Award(p.buyer.Ctx, in.ID, b.ID))
+		must[market.Contract](t)(m.Deliver(p.seller.Ctx, market.DeliveryRequest{Contract: c.ID, Output: sortedOutput()}))
+		must[market.Contract](t)(m.Dispute(p.buyer.Ctx, market.DisputeRequest{Contract: c.ID, Reason: "no"}))
+		for range 4 {
+			m.tick(61 * time.Second) // every assigned arbiter stays silent
+		}
+		if c = must[market.Contract](t)(m.Contract(p.buyer.Ctx, c.ID)); !c.State.Terminal() {
+			t.Fatalf("dispute %d still %s after every deadline", i, c.State)
+		}
+		if _, total := unresponsive(); total < i+1 {
+			t.Fatalf("%d misses recorded over %d silent disputes", total, i+1)
+		}
+	}
+	var err error
+	// Both arbiters now mostly miss: a new dispute finds none to assign.
+	in := must[market.Intent](t)(m.PostIntent(p.buyer.Ctx, market.IntentRequest{RequestID: "silent-last", Intent: sortIntent,
+		Parameters: sortParams, Constraints: market.Constraints{MaxBudgetMicrocredits: 5 * market.Credit}}))
+	b := must[market.Bid](t)(m.PlaceBid(p.seller.Ctx, market.BidRequest{Intent: in.ID, PriceMicrocredits: market.Credit, LatencyMs: 10_000}))
+	m.tick(3 * time.Second)
+	c := must[market.Contract](t)(m.Award(p.buyer.Ctx, in.ID, b.ID))
+	must[market.Contract](t)(m.Deliver(p.seller.Ctx, market.DeliveryRequest{Contract: c.ID, Output: sortedOutput()}))
+	_, err = m.Dispute(p.buyer.Ctx, market.DisputeRequest{Contract: c.ID, Reason: "no"})
+	wantKind(t, err, market.Conflict, "no_arbiter_available")
+	m.checkMoney()
+}

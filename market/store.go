@@ -181,7 +181,14 @@ type ArbiterRecord struct {
 	Compared int     `json:"compared"` // reviews with a second opinion or a gold answer
 	// AbsError is the sum of absolute differences from the reference.
 	AbsError float64 `json:"abs_error"`
+	// Missed counts assignments whose deadline passed without a review.
+	Missed int `json:"missed"`
 }
+
+// Unresponsive reports whether the arbiter mostly misses its deadlines:
+// three misses and more misses than reviews. Such an arbiter is no longer
+// assigned, so that a dispute is not left to arbiters who never answer.
+func (r ArbiterRecord) Unresponsive() bool { return r.Missed >= 3 && r.Missed > r.Reviews }
 
 // Accuracy is one minus the mean absolute error, or 1 with no comparisons.
 func (r ArbiterRecord) Accuracy() float64 {

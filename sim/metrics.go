@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	agentpkg "github.com/agentmarket/agentmarket/agent"
 	"github.com/agentmarket/agentmarket/market"
 )
 
@@ -53,6 +54,9 @@ type Metrics struct {
 	Welfare    Welfare           `json:"welfare"`
 	Reputation ReputationMetrics `json:"reputation"`
 	Attacks    []Attack          `json:"attacks"`
+	// LLMInjection is the prompt-injection suite aimed at an LLM buyer,
+	// in the adversarial scenario.
+	LLMInjection *agentpkg.InjectionReport `json:"llm_injection,omitempty"`
 	// StolenMicrocredits sums what the attacks gained, counting only gains.
 	StolenMicrocredits int64        `json:"stolen_microcredits"`
 	Wealth             Wealth       `json:"wealth"`

@@ -29,6 +29,9 @@ type Scenario struct {
 	// SpikeAt, when positive, is the fraction of the posting period after
 	// which demand is multiplied by SpikeFactor, and stays so.
 	SpikeAt, SpikeFactor float64
+	// LLMInjection runs the prompt-injection suite aimed at an LLM buyer
+	// after the economy, and reports it as an attack.
+	LLMInjection bool
 
 	build func(s *sim, n int) error
 }
@@ -73,7 +76,8 @@ func Scenarios() []*Scenario {
 			Description: "the baseline economy under attack: prompt injectors, sybil rings, non-deliverers, free-riders, overspenders, bid spammers",
 			Agents:      80, MinAgents: 40, Duration: 10 * time.Minute, Step: time.Second,
 			Sample: 15 * time.Second, Window: 2 * time.Minute, Workers: 1, kinds: tradedKinds,
-			build: buildAdversarial,
+			LLMInjection: true,
+			build:        buildAdversarial,
 		},
 		{
 			Name:        "enterprise",

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	agentpkg "github.com/agentmarket/agentmarket/agent"
 	"github.com/agentmarket/agentmarket/market"
 )
 
@@ -132,6 +133,11 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	res, err := s.finish(ctx)
 	if err != nil {
 		return nil, err
+	}
+	if sc.LLMInjection {
+		if err := s.injectLLM(ctx, &res.Metrics); err != nil {
+			return nil, err
+		}
 	}
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
@@ -603,4 +609,49 @@ func (s *sim) sortedAgents(class string) []agent {
 	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].base().idx < out[j].base().idx })
 	return out
+}
+
+// injectLLM runs the prompt-injection suite aimed at an LLM buyer (package
+// agent) against the same market once the economy has run: an attacker
+// plants injections in bid notes, counter notes and deliveries; the
+// buyer's model (a seeded fake that obeys a planted instruction half the
+// time, since no real model is reachable here) decides through validated
+// tool calls, and the operator's mandate bounds what it may pay. It runs
+// after the measurements so that it cannot disturb them.
+func (s *sim) injectLLM(ctx context.Context, m *Metrics) error {
+	suite := &agentpkg.InjectionSuite{
+		Connect: func(ctx context.Context, k market.PrivateKey) (market.Service, context.Context, error) {
+			sess, err := s.cfg.Market.Connect(ctx, k)
+			return sess.Service, sess.Ctx, err
+		},
+		Now: s.clock.Now,
+		Advance: func(ctx context.Context, d time.Duration) error {
+			if err := s.clock.Advance(ctx, d); err != nil {
+				return err
+			}
+			if s.cfg.Market.Tick != nil {
+				return s.cfg.Market.Tick(ctx)
+			}
+			return nil
+		},
+		Seed:   s.cfg.Seed,
+		Rounds: 12,
+	}
+	rep, err := suite.Run(ctx)
+	if err != nil {
+		return fmt.Errorf("llm injection suite: %w", err)
+	}
+	m.LLMInjection = &rep
+	unblocked := max(0, rep.ActionsBeyondIntent-rep.Blocked)
+	m.Attacks = append(m.Attacks, Attack{
+		Name: "LLM prompt injection", Applicable: true,
+		Attempts: rep.InjectionsAttempted, Blocked: max(0, rep.InjectionsAttempted-unblocked),
+		GainedMicrocredits: rep.CreditsLostBeyondMandate,
+		Note: fmt.Sprintf("aimed at an LLM buyer: its model obeyed %d of %d injections and proposed %d actions beyond its intent; "+
+			"%d were blocked (%d by the policy's validation, %d by the mandate); credits lost beyond the mandate: %s",
+			rep.ModelObeyed, rep.InjectionsAttempted, rep.ActionsBeyondIntent, rep.Blocked, rep.BlockedByValidation,
+			rep.BlockedByMandate, credits(rep.CreditsLostBeyondMandate)),
+	})
+	m.StolenMicrocredits += max(0, rep.CreditsLostBeyondMandate)
+	return nil
 }

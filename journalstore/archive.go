@@ -29,13 +29,31 @@ type archive struct {
 	buf     []byte // bytes after flushed, not yet in the file
 }
 
-// openArchive creates the archive afresh.
+// openArchive opens the archive; recovery truncates it to what the
+// snapshot it loads relies on, or to nothing.
 func openArchive(path string) (*archive, error) {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("open archive: %w", err)
 	}
 	return &archive{f: f}, nil
+}
+
+// truncate cuts the archive to its first n bytes, which must be in the
+// file; it is for recovery, before anything reads the archive.
+func (a *archive) truncate(n int64) error {
+	fi, err := a.f.Stat()
+	if err != nil {
+		return fmt.Errorf("truncate archive: %w", err)
+	}
+	if fi.Size() < n {
+		return fmt.Errorf("archive has %d bytes; the snapshot needs %d: %w", fi.Size(), n, errCorrupt)
+	}
+	if err := a.f.Truncate(n); err != nil {
+		return fmt.Errorf("truncate archive: %w", err)
+	}
+	a.flushed, a.buf = n, a.buf[:0]
+	return nil
 }
 
 // add appends an encoding and returns where it is. The caller holds the

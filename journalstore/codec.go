@@ -227,6 +227,17 @@ func (d *dec) count() (n int, isNil bool) {
 	return int(v - 1), false
 }
 
+// length reads a count of items of at least a byte each, refusing one
+// that the remaining bytes cannot hold.
+func (d *dec) length() int {
+	v := d.uvarint()
+	if v > uint64(len(d.b)) {
+		d.fail()
+		return 0
+	}
+	return int(v)
+}
+
 func (d *dec) agentIDs() []market.AgentID {
 	n, isNil := d.count()
 	if isNil {

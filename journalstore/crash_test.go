@@ -28,6 +28,10 @@ const (
 	crashMaxDelay = 300 * time.Millisecond
 )
 
+// crashOptions make the child snapshot, start segments and archive often,
+// so that kills land in all of them.
+var crashOptions = journalstore.Options{SegmentBytes: 64 << 10, SnapshotBytes: 256 << 10, HotObjects: 64, HotEvents: 64}
+
 // crashUpdate is update n of a worker in a run: it posts an intent,
 // appends an event about it, and increments the worker's counter (an
 // arbiter record), reading it first. One in seven fails after writing all
@@ -77,7 +81,7 @@ func TestCrashChild(t *testing.T) {
 	if err != nil || dir == "" {
 		t.Fatalf("bad %s %q", crashChildEnv, spec)
 	}
-	s, err := journalstore.Open(dir, journalstore.Options{})
+	s, err := journalstore.Open(dir, crashOptions)
 	if err != nil {
 		t.Fatalf("recover store: %v", err)
 	}
@@ -118,7 +122,8 @@ func TestCrashChild(t *testing.T) {
 
 // TestCrash checks the durability promise the hard way. A child process
 // runs Updates under load and is killed with SIGKILL at a random moment,
-// again and again, on one directory that keeps growing. After each kill
+// again and again, on one directory that keeps growing, while it
+// snapshots, starts journal segments and archives. After each kill
 // the parent recovers the store and checks that every Update the child
 // saw acknowledged is there, whole; that no failed Update left a trace;
 // that no increment of a counter was lost; and that the events have no
@@ -150,7 +155,7 @@ func TestCrash(t *testing.T) {
 			}
 		}
 
-		s, err := journalstore.Open(dir, journalstore.Options{})
+		s, err := journalstore.Open(dir, crashOptions)
 		if err != nil {
 			t.Fatalf("run %d: recover after the kill: %v", run, err)
 		}
@@ -204,7 +209,8 @@ func TestCrash(t *testing.T) {
 		}
 		acks = append(acks, total)
 	}
-	t.Logf("acknowledged Updates per run: %v", acks)
+	t.Logf("acknowledged Updates per run: %v; %d snapshots, %d journal segments left", acks,
+		len(snapshots(t, dir)), len(segments(t, dir)))
 	progressed := 0
 	for _, n := range acks {
 		if n > 0 {

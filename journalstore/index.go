@@ -84,9 +84,17 @@ func (s *sorted[E]) insert(e E) bool {
 		s.n = 1
 		return true
 	}
-	ci := s.chunkFor(e)
+	ci := len(s.chunks) - 1
 	c := s.chunks[ci]
-	i, found := slices.BinarySearchFunc(c, e, E.compare)
+	var i int
+	var found bool
+	if c[len(c)-1].compare(e) < 0 {
+		i = len(c) // the common case: e goes at the end
+	} else {
+		ci = s.chunkFor(e)
+		c = s.chunks[ci]
+		i, found = slices.BinarySearchFunc(c, e, E.compare)
+	}
 	if found {
 		return false
 	}

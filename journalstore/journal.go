@@ -268,8 +268,8 @@ func scanJournal(dir string, from position, fn func(r *record) error) (scanResul
 				return res, &CorruptError{Segment: sg.path, Offset: off, Seq: h.seq,
 					Reason: "record does not match the snapshot taken at it"}
 			}
-			if h.seq == from.seq {
-				verified = true
+			if h.seq == from.seq || h.seq == from.seq+1 {
+				verified = true // it is, or links to, the record the caller holds
 			}
 			if h.seq > from.seq {
 				if err := fn(&record{header: h, body: body}); err != nil {

@@ -95,9 +95,17 @@ func (s *series[K]) insert(k K) {
 		addFact(&s.chunks[0].sum, k, 1)
 		return
 	}
-	ci := s.chunkFor(k)
+	ci := len(s.chunks) - 1
 	c := &s.chunks[ci]
-	i, found := slices.BinarySearchFunc(c.e, k, K.compare)
+	var i int
+	var found bool
+	if c.e[len(c.e)-1].compare(k) < 0 {
+		i = len(c.e) // the common case: k goes at the end
+	} else {
+		ci = s.chunkFor(k)
+		c = &s.chunks[ci]
+		i, found = slices.BinarySearchFunc(c.e, k, K.compare)
+	}
 	if found {
 		return
 	}

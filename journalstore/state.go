@@ -94,6 +94,10 @@ type state struct {
 	// Only the writer uses it.
 	names map[string]string
 
+	// removed collects the index keys removed while a snapshot copies the
+	// indexes, nil otherwise.
+	removed *[]ikey
+
 	// oldest is the oldest version some View may still read, as of the
 	// last collection; values and entries that no reader at or above it
 	// can see are garbage.
@@ -609,6 +613,9 @@ func (s *state) suspect(k *ikey, ver uint64) {
 
 // remove deletes an index entry.
 func (s *state) remove(k *ikey) {
+	if s.removed != nil {
+		*s.removed = append(*s.removed, *k)
+	}
 	switch k.idx {
 	case ixIntentType:
 		s.intentByType.remove(k.s1, seqKey(k.seq))

@@ -54,11 +54,17 @@ type Options struct {
 	// HotEvents is how many of the newest events stay in memory; older
 	// ones move to the archive. Zero means 8192; negative keeps all.
 	HotEvents int
+	// SnapshotBytes is how much journal the store writes before it takes
+	// a snapshot in the background, which bounds how much recovery
+	// replays and lets the journal before it go. Zero means 256 MiB;
+	// negative takes none but those asked for with Snapshot.
+	SnapshotBytes int64
 }
 
 const (
-	defaultMaxBatch     = 1024
-	defaultSegmentBytes = 64 << 20
+	defaultMaxBatch      = 1024
+	defaultSegmentBytes  = 64 << 20
+	defaultSnapshotBytes = 256 << 20
 )
 
 // ErrClosed is returned by calls on a closed Store.
@@ -86,6 +92,16 @@ type Store struct {
 	closeOnce sync.Once
 	closeErr  error
 	failed    atomic.Pointer[error]
+
+	// Snapshots: one at a time, started by the syncer every snapBytes of
+	// journal, or by Snapshot.
+	snapMu      sync.Mutex
+	snapVer     uint64 // the version of the newest snapshot; under snapMu
+	snapBytes   int64
+	journalLen  int64 // journal bytes since the last trigger; the syncer's
+	snapTrigger chan struct{}
+	snapCancel  context.CancelFunc
+	snapDone    chan struct{}
 
 	stats struct {
 		records, changes, archived atomic.Uint64
@@ -158,6 +174,13 @@ func Open(dir string, opts Options) (*Store, error) {
 		stopped:  make(chan struct{}),
 		active:   make(map[uint64]int),
 		newSeq:   make(chan struct{}),
+
+		snapBytes:   opts.SnapshotBytes,
+		snapTrigger: make(chan struct{}, 1),
+		snapDone:    make(chan struct{}),
+	}
+	if s.snapBytes == 0 {
+		s.snapBytes = defaultSnapshotBytes
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -192,13 +215,46 @@ func Open(dir string, opts Options) (*Store, error) {
 	}
 	go s.write()
 	go s.sync()
+	ctx, cancel := context.WithCancel(context.Background())
+	s.snapCancel = cancel
+	go s.snapshotter(ctx)
 	return s, nil
 }
 
-// recover rebuilds the state from the journal and opens it for appending.
+// snapshotter takes a snapshot whenever the syncer asks for one.
+func (s *Store) snapshotter(ctx context.Context) {
+	defer close(s.snapDone)
+	for {
+		select {
+		case <-s.snapTrigger:
+			if err := s.Snapshot(ctx); err != nil && ctx.Err() == nil {
+				s.log.Error("journalstore: snapshot failed", "err", err)
+			}
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// recover rebuilds the state from the newest snapshot and the journal
+// after it, and opens the journal for appending.
 func (s *Store) recover(segmentBytes int64) error {
 	start := time.Now()
 	var from position
+	snaps, err := listSnapshots(s.dir)
+	if err != nil {
+		return err
+	}
+	if len(snaps) > 0 {
+		newest := snaps[len(snaps)-1]
+		if from, _, err = s.loadSnapshot(newest.path); err != nil {
+			return fmt.Errorf("recover: %w", err)
+		}
+		s.snapVer = from.seq
+	} else if err := s.st.archive.truncate(0); err != nil {
+		return err
+	}
+	loaded := time.Since(start)
 	res, err := scanJournal(s.dir, from, s.replay)
 	if err != nil {
 		return fmt.Errorf("recover: %w", err)
@@ -211,8 +267,8 @@ func (s *Store) recover(segmentBytes int64) error {
 	st.forgetNonces(nanos(s.w.now()))
 	s.lastVer = res.last.seq
 	s.pub = published{ver: res.last.seq, events: st.events.last, receipts: st.receipts.last, pos: res.last}
-	s.log.Info("journalstore: recovered", "records", res.last.seq, "intents", st.intents.last,
-		"contracts", st.contracts.last, "events", st.events.last, "elapsed", time.Since(start))
+	s.log.Info("journalstore: recovered", "snapshot", from.seq, "records", res.last.seq, "intents", st.intents.last,
+		"contracts", st.contracts.last, "events", st.events.last, "snapshot_load", loaded, "elapsed", time.Since(start))
 	return nil
 }
 
@@ -239,7 +295,9 @@ func (s *Store) replay(r *record) error {
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		close(s.closing)
+		s.snapCancel()
 		<-s.stopped
+		<-s.snapDone
 		var errs []error
 		errs = append(errs, s.j.close(), s.st.archive.close(), s.lock.Close())
 		if p := s.failed.Load(); p != nil {
@@ -433,6 +491,14 @@ func (s *Store) sync() {
 				err = s.failure()
 			} else {
 				s.publish(published{ver: b.ver, events: b.events, receipts: b.receipts, pos: pos})
+				s.journalLen += int64(len(buf))
+				if s.snapBytes > 0 && s.journalLen >= s.snapBytes {
+					s.journalLen = 0
+					select {
+					case s.snapTrigger <- struct{}{}:
+					default: // one is running
+					}
+				}
 			}
 		}
 		for _, o := range b.reqs {

@@ -146,6 +146,11 @@ func (s *Store) Snapshot(ctx context.Context) error {
 		return ErrClosed
 	default:
 	}
+	// Close cancels a snapshot and waits for it to stop.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(s.closeCtx, cancel)
+	defer stop()
 	s.snapMu.Lock()
 	defer s.snapMu.Unlock()
 	if err := s.snapshot(ctx); err != nil {

@@ -100,8 +100,9 @@ type Store struct {
 	snapBytes   int64
 	journalLen  int64 // journal bytes since the last trigger; the syncer's
 	snapTrigger chan struct{}
-	snapCancel  context.CancelFunc
 	snapDone    chan struct{}
+	closeCtx    context.Context // ends when Close begins
+	cancelClose context.CancelFunc
 
 	stats struct {
 		records, changes, archived atomic.Uint64
@@ -215,9 +216,8 @@ func Open(dir string, opts Options) (*Store, error) {
 	}
 	go s.write()
 	go s.sync()
-	ctx, cancel := context.WithCancel(context.Background())
-	s.snapCancel = cancel
-	go s.snapshotter(ctx)
+	s.closeCtx, s.cancelClose = context.WithCancel(context.Background())
+	go s.snapshotter(s.closeCtx)
 	return s, nil
 }
 
@@ -295,9 +295,11 @@ func (s *Store) replay(r *record) error {
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		close(s.closing)
-		s.snapCancel()
+		s.cancelClose()
 		<-s.stopped
 		<-s.snapDone
+		s.snapMu.Lock() // wait for a Snapshot call to see it is cancelled
+		s.snapMu.Unlock()
 		var errs []error
 		errs = append(errs, s.j.close(), s.st.archive.close(), s.lock.Close())
 		if p := s.failed.Load(); p != nil {

@@ -1,6 +1,8 @@
 package journalstore_test
 
 import (
+	"os/exec"
+	"strings"
 	"testing"
 
 	"github.com/agentmarket/agentmarket/journalstore"
@@ -43,4 +45,28 @@ func TestConformanceArchivingEverything(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) market.Store {
 		return MustOpen(t, t.TempDir(), archiveAll)
 	})
+}
+
+// TestImportsOnlyTheDomain keeps the adapter an adapter: besides the
+// standard library it builds on market alone, never on another adapter,
+// a driver or a transport.
+func TestImportsOnlyTheDomain(t *testing.T) {
+	out, err := exec.Command("go", "list", "-deps", "-f", "{{if not .Standard}}{{.ImportPath}}{{end}}", ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list: %v\n%s", err, out)
+	}
+	for _, p := range strings.Fields(string(out)) {
+		if p != "github.com/agentmarket/agentmarket/market" && p != "github.com/agentmarket/agentmarket/journalstore" {
+			t.Errorf("journalstore imports %s", p)
+		}
+	}
+	out, err = exec.Command("go", "list", "-deps", ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list: %v\n%s", err, out)
+	}
+	for _, p := range strings.Fields(string(out)) {
+		if p == "net/http" || p == "database/sql" {
+			t.Errorf("journalstore imports %s", p)
+		}
+	}
 }

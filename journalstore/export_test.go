@@ -29,8 +29,17 @@ type State struct {
 	Events        []market.Event
 	Last          map[string]int64
 	Indexes       map[string][]string
-	OldVersions   int // values kept for readers beside the newest ones
+	Unfindable    []string       // objects that a lookup by their id does not find
+	IDs           map[string]int // entries in each id index
+	OldVersions   int            // values kept for readers beside the newest ones
 	SuspectSeries int
+}
+
+// WeakIDHash makes the id index hash every id into one of four values, so
+// that ids clash all the time, until the returned func restores it.
+func WeakIDHash() (restore func()) {
+	idHash = func(id string) uint64 { return uint64(len(id) % 4) }
+	return func() { idHash = fnv1a }
 }
 
 // DumpState returns the state of a closed store, leaving out the nonces
@@ -123,6 +132,15 @@ func DumpState(s *Store, now time.Time) State {
 		}
 	}
 	d.Last["receipts"], d.Last["events"] = st.receipts.last, st.events.last
+	findable(&d, "intent", &st.intents, st.archive)
+	findable(&d, "bid", &st.bids, st.archive)
+	findable(&d, "message", &st.messages, st.archive)
+	findable(&d, "contract", &st.contracts, st.archive)
+	d.IDs = map[string]int{}
+	for name, x := range map[string]*idIndex{"intents": st.intents.ids, "bids": st.bids.ids,
+		"messages": st.messages.ids, "contracts": st.contracts.ids} {
+		d.IDs[name] = len(x.byHash) + len(x.clash)
+	}
 
 	idx := func(name string, key any, elems []string) {
 		if len(elems) > 0 {
@@ -136,8 +154,8 @@ func DumpState(s *Store, now time.Time) State {
 		idx("intentByRequest", k, []string{fmt.Sprint(seq)})
 	}
 	seqMap(idx, "intentByRequestMore", st.intentByRequest.more)
-	seqMap(idx, "bidByIntent", st.bidByIntent)
-	seqMap(idx, "messageByBid", st.messageByBid)
+	fewMap(idx, "bidByIntent", st.bidByIntent)
+	fewMap(idx, "messageByBid", st.messageByBid)
 	seqMap(idx, "contractByState", st.contractByState)
 	seqMap(idx, "contractByType", st.contractByType)
 	seqMap(idx, "contractByParent", st.contractByParen)
@@ -211,6 +229,22 @@ func seriesElems[K fact[K]](sr *series[K]) []string {
 	return es
 }
 
+// findable records the objects that a lookup by id does not find.
+func findable[T any](d *State, kind string, t *seqTable[T], a *archive) {
+	for seq := int64(1); seq <= t.last; seq++ {
+		v, err := t.value(seq, latest, a)
+		if err != nil {
+			panic(err)
+		}
+		if v == nil {
+			continue
+		}
+		if got, _, err := t.find(t.idOf(v), latest, a); err != nil || got != seq {
+			d.Unfindable = append(d.Unfindable, fmt.Sprintf("%s %d %q: found %d, %v", kind, seq, t.idOf(v), got, err))
+		}
+	}
+}
+
 func chain[T any](v *version[T]) (n int) {
 	for v = v.prev; v != nil; v = v.prev {
 		n++
@@ -235,6 +269,14 @@ func seqMap[K comparable, E element[E]](idx func(string, any, []string), name st
 	slices.Sort(keys)
 	for _, k := range keys {
 		idx(name, k, elems(byKey[k]))
+	}
+}
+
+func fewMap(idx func(string, any, []string), name string, m fewSets[string]) {
+	for k := range m {
+		var es []string
+		m.each(k, func(seq int64) bool { es = append(es, fmt.Sprint(seq)); return true })
+		idx(name, k, es)
 	}
 }
 

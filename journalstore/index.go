@@ -321,3 +321,132 @@ func (f *fifo[T]) truncate(n int) {
 	clear(f.q[f.head+n:])
 	f.q = f.q[:f.head+n]
 }
+
+// fewSets is a family of sets of sequence numbers that are mostly small,
+// such as the bids of each intent: up to three numbers sit in the map's
+// value, more in an ordered set beside them. A million intents then cost
+// a map entry each, not a map entry and a set.
+type fewSets[K comparable] map[K]fewSeqs
+
+type fewSeqs struct {
+	n    int8
+	s    [3]int64        // the first n, ascending, when more is nil
+	more *sorted[seqKey] // all of them, once there were more than three
+}
+
+func (m fewSets[K]) insert(k K, seq int64) {
+	v := m[k]
+	switch {
+	case v.more != nil:
+		v.more.insert(seqKey(seq))
+		return
+	case slices.Contains(v.s[:v.n], seq):
+		return
+	case int(v.n) < len(v.s):
+		i, _ := slices.BinarySearch(v.s[:v.n], seq)
+		copy(v.s[i+1:v.n+1], v.s[i:v.n])
+		v.s[i] = seq
+		v.n++
+	default:
+		v.more = &sorted[seqKey]{}
+		for _, x := range v.s[:v.n] {
+			v.more.insert(seqKey(x))
+		}
+		v.more.insert(seqKey(seq))
+		v.n = 0
+	}
+	m[k] = v
+}
+
+func (m fewSets[K]) remove(k K, seq int64) {
+	v, ok := m[k]
+	if !ok {
+		return
+	}
+	if v.more != nil {
+		if v.more.remove(seqKey(seq)); v.more.Len() == 0 {
+			delete(m, k)
+		}
+		return
+	}
+	i := slices.Index(v.s[:v.n], seq)
+	if i < 0 {
+		return
+	}
+	copy(v.s[i:], v.s[i+1:v.n])
+	if v.n--; v.n == 0 {
+		delete(m, k)
+		return
+	}
+	m[k] = v
+}
+
+// each calls fn on the set's numbers in order until fn returns false.
+func (m fewSets[K]) each(k K, fn func(seq int64) bool) {
+	v := m[k]
+	if v.more != nil {
+		v.more.ascendAll(func(e seqKey) bool { return fn(int64(e)) })
+		return
+	}
+	for _, seq := range v.s[:v.n] {
+		if !fn(seq) {
+			return
+		}
+	}
+}
+
+// idIndex finds objects by id. It keeps a 64-bit hash of each id, not the
+// id, which would cost a string per object: the object's own value says
+// which id it has, so a caller checks the value it finds. An id whose
+// hash another id has is kept whole.
+type idIndex struct {
+	byHash map[uint64]int64
+	clash  map[string]int64
+}
+
+func newIDIndex() *idIndex {
+	return &idIndex{byHash: make(map[uint64]int64), clash: make(map[string]int64)}
+}
+
+// idHash is the id index's hash; tests replace it with a weak one.
+var idHash = fnv1a
+
+// fnv1a is FNV-1a: stable across processes, since snapshots hold it.
+func fnv1a(id string) uint64 {
+	h := uint64(14695981039346656037)
+	for i := 0; i < len(id); i++ {
+		h ^= uint64(id[i])
+		h *= 1099511628211
+	}
+	return h
+}
+
+// candidate returns the object that may have id, 0 if none does; exact
+// reports that it is sure, having kept the id whole.
+func (x *idIndex) candidate(id string) (seq int64, exact bool) {
+	if seq, ok := x.clash[id]; ok {
+		return seq, true
+	}
+	return x.byHash[idHash(id)], false
+}
+
+// add records that the object seq has id, which no object had.
+func (x *idIndex) add(id string, seq int64) {
+	h := idHash(id)
+	if other, ok := x.byHash[h]; ok && other != seq {
+		x.clash[id] = seq
+		return
+	}
+	x.byHash[h] = seq
+}
+
+// drop forgets that the object seq has id.
+func (x *idIndex) drop(id string, seq int64) {
+	if x.clash[id] == seq {
+		delete(x.clash, id)
+		return
+	}
+	if h := idHash(id); x.byHash[h] == seq {
+		delete(x.byHash, h)
+	}
+}

@@ -115,14 +115,11 @@ func getKeyed[K comparable, T any](r *reader, m map[K]*version[T], k K) (T, bool
 // getSeq reads an object of a sequenced table by id, with its sequence
 // number, as the reader sees it.
 func getSeq[T any](r *reader, t *seqTable[T], id string) (int64, *T) {
-	seq := t.lookup(id)
-	if seq == 0 {
-		return 0, nil
+	seq, v, err := t.find(id, r.snap, r.s.archive)
+	if err != nil && r.err == nil {
+		r.err = err
 	}
-	if v := atSeq(r, t, seq); v != nil {
-		return seq, v
-	}
-	return 0, nil
+	return seq, v
 }
 
 // atSeq reads an object of a sequenced table by sequence number. A failure
@@ -372,8 +369,8 @@ func (r *reader) Bids(intentID string) ([]market.Bid, error) {
 	}
 	defer r.end()
 	var out []market.Bid
-	r.s.bidByIntent[intentID].ascendAll(func(seq seqKey) bool {
-		if b := atSeq(r, &r.s.bids, int64(seq)); b != nil && b.Intent == intentID {
+	r.s.bidByIntent.each(intentID, func(seq int64) bool {
+		if b := atSeq(r, &r.s.bids, seq); b != nil && b.Intent == intentID {
 			out = append(out, cloneBid(b.Bid))
 		}
 		return true
@@ -387,8 +384,8 @@ func (r *reader) Messages(bidID string) ([]market.Message, error) {
 	}
 	defer r.end()
 	var out []market.Message
-	r.s.messageByBid[bidID].ascendAll(func(seq seqKey) bool {
-		if m := atSeq(r, &r.s.messages, int64(seq)); m != nil && m.Bid == bidID {
+	r.s.messageByBid.each(bidID, func(seq int64) bool {
+		if m := atSeq(r, &r.s.messages, seq); m != nil && m.Bid == bidID {
 			out = append(out, cloneMessage(*m))
 		}
 		return true

@@ -175,6 +175,9 @@ func testReplayEqualsLive(t *testing.T, opts journalstore.Options) {
 	}
 	now := time.Now()
 	live := journalstore.DumpState(s, now)
+	if len(live.Unfindable) > 0 {
+		t.Errorf("objects that a lookup by id does not find: %v", live.Unfindable)
+	}
 	if live.OldVersions != 0 || live.SuspectSeries != 0 {
 		t.Errorf("live store keeps %d old values and %d series with suspects after every reader is gone",
 			live.OldVersions, live.SuspectSeries)

@@ -549,12 +549,14 @@ func dumpSeq[T any](d *snapDump, kind int, t *seqTable[T], last int64, encode fu
 	return nil
 }
 
-// dumpIDs writes the ids of the sequenced objects that exist at snap.
+// dumpIDs writes the id index of the sequenced objects that exist at
+// snap: the hashes, and the ids kept whole.
 func dumpIDs[T any](d *snapDump, kind int, t *seqTable[T]) error {
 	st := d.s.st
 	type item struct {
-		id  string
-		seq int64
+		hash uint64
+		id   string
+		seq  int64
 	}
 	var piece []item
 	flush := func() error {
@@ -562,7 +564,13 @@ func dumpIDs[T any](d *snapDump, kind int, t *seqTable[T]) error {
 			e := &d.w.e
 			e.byte(snapID)
 			e.byte(byte(kind))
-			e.str(it.id)
+			if it.id != "" {
+				e.byte(1)
+				e.str(it.id)
+			} else {
+				e.byte(0)
+				e.uvarint(it.hash)
+			}
 			e.varint(it.seq)
 			if err := d.w.end(); err != nil {
 				return err
@@ -571,12 +579,17 @@ func dumpIDs[T any](d *snapDump, kind int, t *seqTable[T]) error {
 		piece = piece[:0]
 		return nil
 	}
+	exists := func(seq int64) bool {
+		if seq > d.last[kind] {
+			return false
+		}
+		sl := t.get(seq)
+		return sl.cold != 0 || sl.v.at(d.snap) != nil
+	}
 	st.mu.RLock()
-	for id, seq := range t.ids {
-		if seq <= d.last[kind] {
-			if sl := t.get(seq); sl.cold != 0 || sl.v.at(d.snap) != nil {
-				piece = append(piece, item{id, seq})
-			}
+	for h, seq := range t.ids.byHash {
+		if exists(seq) {
+			piece = append(piece, item{hash: h, seq: seq})
 		}
 		if len(piece) == snapshotPiece {
 			st.mu.RUnlock()
@@ -584,6 +597,11 @@ func dumpIDs[T any](d *snapDump, kind int, t *seqTable[T]) error {
 				return err
 			}
 			st.mu.RLock()
+		}
+	}
+	for id, seq := range t.ids.clash {
+		if exists(seq) {
+			piece = append(piece, item{id: id, seq: seq})
 		}
 	}
 	st.mu.RUnlock()
@@ -618,11 +636,19 @@ func (d *snapDump) indexes() error {
 		m   setMap[string, seqKey]
 	}{
 		{ixIntentType, st.intentByType}, {ixIntentState, st.intentByState}, {ixIntentBuyer, st.intentByBuyer},
-		{ixBidIntent, st.bidByIntent}, {ixMessageBid, st.messageByBid}, {ixContractState, st.contractByState},
+		{ixContractState, st.contractByState},
 		{ixContractType, st.contractByType}, {ixContractParent, st.contractByParen}, {ixContractParty, st.contractByParty},
 	} {
 		err := dumpSets(d, x.m, func(k string) (string, string) { return k, "" }, func(k seqKey) ikey { return ikey{seq: int64(k)} }, x.idx)
 		if err != nil {
+			return err
+		}
+	}
+	for _, x := range []struct {
+		idx uint8
+		m   fewSets[string]
+	}{{ixBidIntent, st.bidByIntent}, {ixMessageBid, st.messageByBid}} {
+		if err := dumpFewSets(d, x.m, x.idx); err != nil {
 			return err
 		}
 	}
@@ -748,6 +774,40 @@ func dumpSet[E element[E]](d *snapDump, set *sorted[E], entry func(E) ikey, idx 
 		}
 		from, started = piece[len(piece)-1], true
 	}
+}
+
+// dumpFewSets writes a family of small sets, a piece of the map at a time.
+func dumpFewSets(d *snapDump, m fewSets[string], idx uint8) error {
+	st := d.s.st
+	type group struct {
+		k    string
+		seqs []ikey
+	}
+	var piece []group
+	flush := func() error {
+		for _, g := range piece {
+			if err := d.group(idx, g.k, "", g.seqs); err != nil {
+				return err
+			}
+		}
+		piece = piece[:0]
+		return nil
+	}
+	st.mu.RLock()
+	for k := range m {
+		g := group{k: k}
+		m.each(k, func(seq int64) bool { g.seqs = append(g.seqs, ikey{seq: seq}); return true })
+		piece = append(piece, g)
+		if len(piece) == snapshotPiece {
+			st.mu.RUnlock()
+			if err := flush(); err != nil {
+				return err
+			}
+			st.mu.RLock()
+		}
+	}
+	st.mu.RUnlock()
+	return flush()
 }
 
 // dumpSeries writes the facts of a family of statistics.
@@ -1012,16 +1072,25 @@ func (l *snapLoad) record(d *dec) (ended bool, err error) {
 		kind, seq := int(d.byte()), d.varint()
 		l.inline = append(l.inline, inlineValue{kind: kind, seq: seq, b: d.bytes()})
 	case snapID:
-		kind, id, seq := int(d.byte()), d.str(), d.varint()
-		switch kind {
+		var ids *idIndex
+		switch kind := int(d.byte()); kind {
 		case kIntent:
-			st.intents.ids[id] = seq
+			ids = st.intents.ids
 		case kBid:
-			st.bids.ids[id] = seq
+			ids = st.bids.ids
 		case kMessage:
-			st.messages.ids[id] = seq
+			ids = st.messages.ids
 		case kContract:
-			st.contracts.ids[id] = seq
+			ids = st.contracts.ids
+		default:
+			return false, fmt.Errorf("unknown kind %d: %w", kind, errCorrupt)
+		}
+		if d.byte() == 1 {
+			id := d.str()
+			ids.clash[id] = d.varint()
+		} else {
+			h := d.uvarint()
+			ids.byHash[h] = d.varint()
 		}
 	case snapIndex:
 		idx, s1, s2 := d.byte(), d.str(), d.str()

@@ -36,8 +36,12 @@ func TestSnapshotAndReplayEqualLive(t *testing.T) {
 	}{
 		{"InMemory", journalstore.Options{HotObjects: -1, SegmentBytes: 16 << 10, SnapshotBytes: -1}},
 		{"Archiving", journalstore.Options{HotObjects: 1, HotEvents: 1, SegmentBytes: 16 << 10, SnapshotBytes: -1}},
+		{"ClashingIDs", journalstore.Options{HotObjects: 1, HotEvents: 1, SegmentBytes: 16 << 10, SnapshotBytes: -1}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
+			if tt.name == "ClashingIDs" {
+				defer journalstore.WeakIDHash()()
+			}
 			dir := t.TempDir()
 			s, err := journalstore.Open(dir, tt.opts)
 			if err != nil {
@@ -70,6 +74,9 @@ func TestSnapshotAndReplayEqualLive(t *testing.T) {
 			}
 			now := time.Now()
 			live := journalstore.DumpState(s, now)
+			if len(live.Unfindable) > 0 {
+				t.Errorf("objects that a lookup by id does not find: %v", live.Unfindable)
+			}
 
 			s2, err := journalstore.Open(dir, tt.opts)
 			if err != nil {

@@ -65,8 +65,8 @@ type state struct {
 	intentByBuyer   setMap[string, seqKey]
 	intentByRequest uniqueIndex[[2]string]
 	intentDue       sorted[dueKey]
-	bidByIntent     setMap[string, seqKey]
-	messageByBid    setMap[string, seqKey]
+	bidByIntent     fewSets[string]
+	messageByBid    fewSets[string]
 	contractByState setMap[string, seqKey]
 	contractByType  setMap[string, seqKey]
 	contractByParen setMap[string, seqKey]
@@ -109,12 +109,12 @@ func newState(a *archive) *state {
 		agents:           make(map[market.AgentID]*version[market.Agent]),
 		grants:           make(map[string]*version[int64]),
 		offers:           make(map[string]*version[market.Offer]),
-		intents:          newSeqTable((*dec).intent, true),
-		bids:             newSeqTable((*dec).bidValue, true),
-		messages:         newSeqTable((*dec).message, true),
-		contracts:        newSeqTable((*dec).contract, true),
-		receipts:         newSeqTable((*dec).receipt, false),
-		events:           newSeqTable((*dec).event, false),
+		intents:          newSeqTable((*dec).intent, func(i *market.Intent) string { return i.ID }),
+		bids:             newSeqTable((*dec).bidValue, func(b *bidValue) string { return b.ID }),
+		messages:         newSeqTable((*dec).message, func(m *market.Message) string { return m.ID }),
+		contracts:        newSeqTable((*dec).contract, func(c *market.Contract) string { return c.ID }),
+		receipts:         newSeqTable((*dec).receipt, nil),
+		events:           newSeqTable((*dec).event, nil),
 		archive:          a,
 		scores:           make(map[scoreKey]*version[market.ScoreRecord]),
 		pairs:            make(map[pairKey]*version[market.PairRecord]),
@@ -127,8 +127,8 @@ func newState(a *archive) *state {
 		intentByBuyer:    make(setMap[string, seqKey]),
 		intentByRequest:  newUniqueIndex[[2]string](),
 		names:            make(map[string]string),
-		bidByIntent:      make(setMap[string, seqKey]),
-		messageByBid:     make(setMap[string, seqKey]),
+		bidByIntent:      make(fewSets[string]),
+		messageByBid:     make(fewSets[string]),
 		contractByState:  make(setMap[string, seqKey]),
 		contractByType:   make(setMap[string, seqKey]),
 		contractByParen:  make(setMap[string, seqKey]),
@@ -254,9 +254,10 @@ func (p *pages[T]) set(seq int64, v T) {
 // seqTable holds objects numbered in insertion order: each gets the next
 // sequence number when first stored. Lists of them run in that order.
 type seqTable[T any] struct {
-	ids map[string]int64 // nil for events and receipts, which have no id
+	ids *idIndex // nil for events and receipts, which have no id
 	pages[slot[T]]
 	decode func(*dec) T
+	idOf   func(*T) string
 }
 
 // slot is where an object is: its versions, or, once it is cold, its
@@ -267,12 +268,26 @@ type slot[T any] struct {
 	cold int64
 }
 
-func newSeqTable[T any](decode func(*dec) T, ids bool) seqTable[T] {
-	t := seqTable[T]{decode: decode}
-	if ids {
-		t.ids = make(map[string]int64)
+func newSeqTable[T any](decode func(*dec) T, idOf func(*T) string) seqTable[T] {
+	t := seqTable[T]{decode: decode, idOf: idOf}
+	if idOf != nil {
+		t.ids = newIDIndex()
 	}
 	return t
+}
+
+// find returns the object with id and its value as a reader at snap sees
+// it; seq 0 when there is none.
+func (t *seqTable[T]) find(id string, snap uint64, a *archive) (int64, *T, error) {
+	seq, exact := t.ids.candidate(id)
+	if seq == 0 {
+		return 0, nil, nil
+	}
+	v, err := t.value(seq, snap, a)
+	if err != nil || v == nil || (!exact && t.idOf(v) != id) {
+		return 0, nil, err
+	}
+	return seq, v, nil
 }
 
 // head returns the object's newest version, nil if there is none in
@@ -285,9 +300,6 @@ func (t *seqTable[T]) setHead(seq int64, v *version[T]) {
 	sl.v = v
 	t.set(seq, sl)
 }
-
-// lookup returns the object's sequence number, zero if there is none.
-func (t *seqTable[T]) lookup(id string) int64 { return t.ids[id] }
 
 // value returns the object's value as a reader at snap sees it, reading
 // the archive if the object is cold; nil if there is none.
@@ -567,9 +579,9 @@ func (s *state) insert(k *ikey, ver uint64) {
 	case ixIntentDue:
 		s.intentDue.insert(dueKey{k.n, k.seq})
 	case ixBidIntent:
-		s.bidByIntent.insert(k.s1, seqKey(k.seq))
+		s.bidByIntent.insert(k.s1, k.seq)
 	case ixMessageBid:
-		s.messageByBid.insert(k.s1, seqKey(k.seq))
+		s.messageByBid.insert(k.s1, k.seq)
 	case ixContractState:
 		s.contractByState.insert(k.s1, seqKey(k.seq))
 	case ixContractType:
@@ -628,9 +640,9 @@ func (s *state) remove(k *ikey) {
 	case ixIntentDue:
 		s.intentDue.remove(dueKey{k.n, k.seq})
 	case ixBidIntent:
-		s.bidByIntent.remove(k.s1, seqKey(k.seq))
+		s.bidByIntent.remove(k.s1, k.seq)
 	case ixMessageBid:
-		s.messageByBid.remove(k.s1, seqKey(k.seq))
+		s.messageByBid.remove(k.s1, k.seq)
 	case ixContractState:
 		s.contractByState.remove(k.s1, seqKey(k.seq))
 	case ixContractType:

@@ -47,6 +47,13 @@ func TestConformanceArchivingEverything(t *testing.T) {
 	})
 }
 
+func TestConformanceWithClashingIDs(t *testing.T) {
+	defer journalstore.WeakIDHash()()
+	storetest.Run(t, func(t *testing.T) market.Store {
+		return MustOpen(t, t.TempDir(), archiveAll)
+	})
+}
+
 // TestImportsOnlyTheDomain keeps the adapter an adapter: besides the
 // standard library it builds on market alone, never on another adapter,
 // a driver or a transport.

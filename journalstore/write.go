@@ -88,13 +88,13 @@ func (w *writer) pop(r ref) {
 	case kOffer:
 		popKeyed(s, s.offers, r.k[0], offerKeysFunc)
 	case kIntent:
-		popSeq(s, &s.intents, r.seq, intentKeys, func(i *market.Intent) string { return i.ID })
+		popSeq(s, &s.intents, r.seq, intentKeys)
 	case kBid:
-		popSeq(s, &s.bids, r.seq, bidKeys, func(b *bidValue) string { return b.ID })
+		popSeq(s, &s.bids, r.seq, bidKeys)
 	case kMessage:
-		popSeq(s, &s.messages, r.seq, messageKeys, func(m *market.Message) string { return m.ID })
+		popSeq(s, &s.messages, r.seq, messageKeys)
 	case kContract:
-		popSeq(s, &s.contracts, r.seq, contractKeys, func(c *market.Contract) string { return c.ID })
+		popSeq(s, &s.contracts, r.seq, contractKeys)
 	case kScore:
 		popKeyed(s, s.scores, r.scoreKey(), nil)
 	case kPair:
@@ -134,7 +134,7 @@ func popKeyed[K comparable, T any](s *state, m map[K]*version[T], k K, keys keys
 	return prev == nil
 }
 
-func popSeq[T any](s *state, t *seqTable[T], seq int64, keys keysFunc[T], id func(*T) string) {
+func popSeq[T any](s *state, t *seqTable[T], seq int64, keys keysFunc[T]) {
 	sl := t.get(seq)
 	h := sl.v
 	prev := h.prev
@@ -144,7 +144,7 @@ func popSeq[T any](s *state, t *seqTable[T], seq int64, keys keysFunc[T], id fun
 	}
 	t.set(seq, sl)
 	if prev == nil {
-		delete(t.ids, id(&h.val))
+		t.ids.drop(t.idOf(&h.val), seq)
 		if seq == t.last {
 			t.last--
 		}
@@ -169,8 +169,11 @@ func putKeyed[K comparable, T any](w *writer, m map[K]*version[T], k K, val T, k
 // value. The caller holds mu.
 func putSeq[T any](w *writer, t *seqTable[T], id string, seq int64, val T, keys keysFunc[T]) (int64, bool, error) {
 	if seq == 0 {
-		seq = t.ids[id]
-		if seq == 0 {
+		found, _, err := t.find(id, latest, w.s.archive)
+		if err != nil {
+			return 0, false, err
+		}
+		if seq = found; seq == 0 {
 			seq = t.last + 1
 		}
 	}
@@ -187,7 +190,7 @@ func putSeq[T any](w *writer, t *seqTable[T], id string, seq int64, val T, keys 
 	}
 	nv := &version[T]{ver: w.ver, prev: old, val: val}
 	if old == nil {
-		t.ids[id] = seq
+		t.ids.add(id, seq)
 		t.last = max(t.last, seq)
 	}
 	sl.v = nv
@@ -449,7 +452,10 @@ func (t *writeTx) PutIntent(i market.Intent) error {
 		return err
 	}
 	s := t.s
-	seq := s.intents.lookup(i.ID)
+	seq, _, err := s.intents.find(i.ID, latest, s.archive)
+	if err != nil {
+		return err
+	}
 	if i.RequestID != "" {
 		taken := false
 		s.intentByRequest.each([2]string{string(i.Buyer), i.RequestID}, func(k int64) bool {
@@ -476,14 +482,12 @@ func (t *writeTx) PutBid(b market.Bid) error {
 		return err
 	}
 	bv := bidValue{Bid: cloneBid(b)}
-	if seq := t.s.intents.lookup(b.Intent); seq != 0 {
-		in, err := t.s.intents.value(seq, latest, t.s.archive)
-		if err != nil {
-			return err
-		}
-		if in != nil {
-			bv.intentType = in.Intent
-		}
+	_, in, err := t.s.intents.find(b.Intent, latest, t.s.archive)
+	if err != nil {
+		return err
+	}
+	if in != nil {
+		bv.intentType = in.Intent
 	}
 	return t.w.putBid(0, bv)
 }

@@ -253,9 +253,17 @@ func (p *pages[T]) set(seq int64, v T) {
 
 // seqTable holds objects numbered in insertion order: each gets the next
 // sequence number when first stored. Lists of them run in that order.
+//
+// Most objects are cold, so a table keeps, per object, one integer free
+// of pointers, which the garbage collector need not look into: zero for
+// none, a positive archive offset plus one for a cold object, or a
+// negative index into pool, the slots of the objects in memory.
 type seqTable[T any] struct {
-	ids *idIndex // nil for events and receipts, which have no id
-	pages[slot[T]]
+	ids    *idIndex // nil for events and receipts, which have no id
+	slots  pages[int64]
+	pool   []slot[T]
+	free   []int32 // unused places in pool
+	last   int64   // the highest sequence number given out
 	decode func(*dec) T
 	idOf   func(*T) string
 }
@@ -266,6 +274,41 @@ type seqTable[T any] struct {
 type slot[T any] struct {
 	v    *version[T]
 	cold int64
+}
+
+// get returns the object's slot.
+func (t *seqTable[T]) get(seq int64) slot[T] {
+	switch x := t.slots.get(seq); {
+	case x < 0:
+		return t.pool[-x-1]
+	case x > 0:
+		return slot[T]{cold: x}
+	}
+	return slot[T]{}
+}
+
+// set stores the object's slot.
+func (t *seqTable[T]) set(seq int64, sl slot[T]) {
+	x := t.slots.get(seq)
+	if sl.v == nil {
+		if x < 0 {
+			t.pool[-x-1] = slot[T]{}
+			t.free = append(t.free, int32(-x-1))
+		}
+		t.slots.set(seq, sl.cold)
+		return
+	}
+	if x >= 0 {
+		if n := len(t.free); n > 0 {
+			x = -int64(t.free[n-1]) - 1
+			t.free = t.free[:n-1]
+		} else {
+			t.pool = append(t.pool, slot[T]{})
+			x = -int64(len(t.pool))
+		}
+		t.slots.set(seq, x)
+	}
+	t.pool[-x-1] = sl
 }
 
 func newSeqTable[T any](decode func(*dec) T, idOf func(*T) string) seqTable[T] {

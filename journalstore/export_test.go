@@ -153,7 +153,9 @@ func DumpState(s *Store, now time.Time) State {
 	for k, seq := range st.intentByRequest.one {
 		idx("intentByRequest", k, []string{fmt.Sprint(seq)})
 	}
-	seqMap(idx, "intentByRequestMore", st.intentByRequest.more)
+	for k, set := range st.intentByRequest.more {
+		idx("intentByRequestMore", k, elems(set))
+	}
 	fewMap(idx, "bidByIntent", st.bidByIntent)
 	fewMap(idx, "messageByBid", st.messageByBid)
 	seqMap(idx, "contractByState", st.contractByState)

@@ -229,7 +229,7 @@ func (r *reader) IntentByRequest(buyer market.AgentID, requestID string) (market
 	}
 	defer r.end()
 	var found *market.Intent
-	r.s.intentByRequest.each([2]string{string(buyer), requestID}, func(seq int64) bool {
+	r.s.intentByRequest.each(requestKey(string(buyer), requestID), func(seq int64) bool {
 		if i := atSeq(r, &r.s.intents, seq); i != nil && i.Buyer == buyer && i.RequestID == requestID {
 			found = i
 			return false

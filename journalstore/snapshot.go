@@ -68,6 +68,7 @@ const (
 	snapEventList
 	snapExclude
 	snapEnd
+	snapRequest
 )
 
 // Kinds of sequenced objects in a snapshot, beside those of ref.
@@ -663,20 +664,7 @@ func (d *snapDump) indexes() error {
 	if err != nil {
 		return err
 	}
-	st.mu.RLock()
-	var reqs []ikey
-	for k, seq := range st.intentByRequest.one {
-		reqs = append(reqs, ikey{s1: k[0], s2: k[1], seq: seq})
-	}
-	st.mu.RUnlock()
-	for i := range reqs {
-		if err := d.group(ixIntentRequest, reqs[i].s1, reqs[i].s2, reqs[i:i+1]); err != nil {
-			return err
-		}
-	}
-	err = dumpSets(d, st.intentByRequest.more, func(k [2]string) (string, string) { return k[0], k[1] },
-		func(k seqKey) ikey { return ikey{seq: int64(k)} }, ixIntentRequest)
-	if err != nil {
+	if err := d.requests(); err != nil {
 		return err
 	}
 	for _, x := range []struct {
@@ -774,6 +762,34 @@ func dumpSet[E element[E]](d *snapDump, set *sorted[E], entry func(E) ikey, idx 
 		}
 		from, started = piece[len(piece)-1], true
 	}
+}
+
+// requests writes the request index: keys and intents.
+func (d *snapDump) requests() error {
+	st := d.s.st
+	type item struct {
+		k   uint64
+		seq int64
+	}
+	var all []item
+	st.mu.RLock()
+	for k, seq := range st.intentByRequest.one {
+		all = append(all, item{k, seq})
+	}
+	for k, set := range st.intentByRequest.more {
+		set.ascendAll(func(seq seqKey) bool { all = append(all, item{k, int64(seq)}); return true })
+	}
+	st.mu.RUnlock()
+	for _, it := range all {
+		e := &d.w.e
+		e.byte(snapRequest)
+		e.uvarint(it.k)
+		e.varint(it.seq)
+		if err := d.w.end(); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // dumpFewSets writes a family of small sets, a piece of the map at a time.
@@ -1124,6 +1140,9 @@ func (l *snapLoad) record(d *dec) (ended bool, err error) {
 				list.push(seq)
 			}
 		}
+	case snapRequest:
+		k := d.uvarint()
+		st.intentByRequest.insert(k, d.varint())
 	case snapExclude:
 		l.exclude = append(l.exclude, ikey{idx: d.byte(), s1: d.str(), s2: d.str(), n: d.varint(), a: d.varint(),
 			b: d.varint(), seq: d.varint(), id: d.str()})

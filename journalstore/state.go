@@ -63,7 +63,7 @@ type state struct {
 	intentByType    setMap[string, seqKey]
 	intentByState   setMap[string, seqKey]
 	intentByBuyer   setMap[string, seqKey]
-	intentByRequest uniqueIndex[[2]string]
+	intentByRequest uniqueIndex[uint64] // by requestKey
 	intentDue       sorted[dueKey]
 	bidByIntent     fewSets[string]
 	messageByBid    fewSets[string]
@@ -125,7 +125,7 @@ func newState(a *archive) *state {
 		intentByType:     make(setMap[string, seqKey]),
 		intentByState:    make(setMap[string, seqKey]),
 		intentByBuyer:    make(setMap[string, seqKey]),
-		intentByRequest:  newUniqueIndex[[2]string](),
+		intentByRequest:  newUniqueIndex[uint64](),
 		names:            make(map[string]string),
 		bidByIntent:      make(fewSets[string]),
 		messageByBid:     make(fewSets[string]),
@@ -464,7 +464,9 @@ func intentKeys(i *market.Intent, seq int64, buf []ikey) []ikey {
 		ikey{idx: ixIntentBuyer, s1: string(i.Buyer), seq: seq},
 		ikey{idx: ixIntentCreated, s1: i.Intent, n: nanos(i.CreatedAt), seq: seq})
 	if i.RequestID != "" {
-		buf = append(buf, ikey{idx: ixIntentRequest, s1: string(i.Buyer), s2: i.RequestID, seq: seq})
+		// The key is the hash the index holds, so that two request_ids
+		// that hash alike are one entry, as they are in the index.
+		buf = append(buf, ikey{idx: ixIntentRequest, n: int64(requestKey(string(i.Buyer), i.RequestID)), seq: seq})
 	}
 	if due, ok := intentDue(i); ok {
 		buf = append(buf, ikey{idx: ixIntentDue, n: due, seq: seq})
@@ -546,6 +548,13 @@ func agentKeys(a *market.Agent, buf []ikey) []ikey {
 	return buf
 }
 
+// requestKey is the key of a buyer's request_id in the request index: a
+// hash, so that the index holds no strings. Whoever finds an intent by it
+// checks the intent's buyer and request_id.
+func requestKey(buyer, requestID string) uint64 {
+	return idHash(buyer + "\x00" + requestID)
+}
+
 // intern returns the one copy of a name the state keeps. The caller is
 // the writer.
 func (s *state) intern(name string) string {
@@ -618,7 +627,7 @@ func (s *state) insert(k *ikey, ver uint64) {
 	case ixIntentBuyer:
 		s.intentByBuyer.insert(k.s1, seqKey(k.seq))
 	case ixIntentRequest:
-		s.intentByRequest.insert([2]string{s.intern(k.s1), k.s2}, k.seq)
+		s.intentByRequest.insert(uint64(k.n), k.seq)
 	case ixIntentDue:
 		s.intentDue.insert(dueKey{k.n, k.seq})
 	case ixBidIntent:
@@ -679,7 +688,7 @@ func (s *state) remove(k *ikey) {
 	case ixIntentBuyer:
 		s.intentByBuyer.remove(k.s1, seqKey(k.seq))
 	case ixIntentRequest:
-		s.intentByRequest.remove([2]string{k.s1, k.s2}, k.seq)
+		s.intentByRequest.remove(uint64(k.n), k.seq)
 	case ixIntentDue:
 		s.intentDue.remove(dueKey{k.n, k.seq})
 	case ixBidIntent:

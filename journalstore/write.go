@@ -458,15 +458,21 @@ func (t *writeTx) PutIntent(i market.Intent) error {
 	}
 	if i.RequestID != "" {
 		taken := false
-		s.intentByRequest.each([2]string{string(i.Buyer), i.RequestID}, func(k int64) bool {
-			if k != seq {
-				// An archived intent's index entries are exactly its own.
-				sl := s.intents.get(k)
-				taken = (sl.v == nil && sl.cold != 0) ||
-					(sl.v != nil && sl.v.val.Buyer == i.Buyer && sl.v.val.RequestID == i.RequestID)
+		s.intentByRequest.each(requestKey(string(i.Buyer), i.RequestID), func(k int64) bool {
+			if k == seq {
+				return true
 			}
+			other, rerr := s.intents.value(k, latest, s.archive)
+			if rerr != nil {
+				err = rerr
+				return false
+			}
+			taken = other != nil && other.Buyer == i.Buyer && other.RequestID == i.RequestID
 			return !taken
 		})
+		if err != nil {
+			return err
+		}
 		if taken {
 			return market.Errorf(market.Exist, "request_id_reused",
 				"buyer %s already has an intent with request_id %q", i.Buyer, i.RequestID)

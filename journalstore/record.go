@@ -107,9 +107,7 @@ func (w *writer) changes(seen map[ref]bool) []change {
 		}
 		if ver == w.ver {
 			cs = append(cs, c)
-			if evictable(r.kind) {
-				w.evictQ.push(evictItem{ver, r})
-			}
+			w.mayEvict(ver, r)
 		}
 	}
 	for seq := w.batchEvents + 1; seq <= s.events.last; seq++ {

@@ -1065,7 +1065,7 @@ func (l *snapLoad) record(d *dec) (ended bool, err error) {
 	case snapIdempotency:
 		rec := d.idempotency()
 		w.putIdempotency(rec)
-		w.evictQ.push(evictItem{w.ver, ref{kind: kIdempotency, k: [3]string{rec.Key}}})
+		w.mayEvict(w.ver, ref{kind: kIdempotency, k: [3]string{rec.Key}})
 	case snapIdempotencyCold:
 		k := d.str()
 		if d.byte() == 1 {
@@ -1178,9 +1178,7 @@ func (l *snapLoad) object(d *dec, kind int, seq int64) error {
 	default:
 		return fmt.Errorf("unknown kind %d: %w", kind, errCorrupt)
 	}
-	if evictable(uint8(kind)) {
-		l.w.evictQ.push(evictItem{l.w.ver, ref{kind: uint8(kind), seq: seq}})
-	}
+	l.w.mayEvict(l.w.ver, ref{kind: uint8(kind), seq: seq})
 	return nil
 }
 

@@ -208,7 +208,7 @@ func Open(dir string, opts Options) (*Store, error) {
 	if segmentBytes <= 0 {
 		segmentBytes = defaultSegmentBytes
 	}
-	s.w = &writer{s: s.st, now: now}
+	s.w = &writer{s: s.st, now: now, keepAll: opts.HotObjects < 0}
 	if err := s.recover(segmentBytes); err != nil {
 		arch.close()
 		lock.Close()
@@ -281,9 +281,7 @@ func (s *Store) replay(r *record) error {
 		return err
 	}
 	for _, ref := range w.dirty {
-		if evictable(ref.kind) {
-			w.evictQ.push(evictItem{r.seq, ref})
-		}
+		w.mayEvict(r.seq, ref)
 	}
 	w.undo, w.dirty = w.undo[:0], w.dirty[:0]
 	return s.collect(r.seq, s.st.events.last, s.st.receipts.last)

@@ -16,11 +16,12 @@ type writer struct {
 	now func() time.Time
 	ver uint64 // the version being written
 
-	undo   []ref // the running fn's writes, oldest first
-	dirty  []ref // the batch's writes
-	gc     fifo[gcItem]
-	evictQ fifo[evictItem] // written objects that may go cold, oldest first
-	buf    []byte          // for encoding evicted values
+	undo    []ref // the running fn's writes, oldest first
+	dirty   []ref // the batch's writes
+	gc      fifo[gcItem]
+	evictQ  fifo[evictItem] // written objects that may go cold, oldest first
+	keepAll bool            // nothing goes cold: evictQ stays empty
+	buf     []byte          // for encoding evicted values
 
 	// Marks at the start of the running fn, to undo its appends.
 	fnEvents, fnReceipts int64
@@ -35,6 +36,13 @@ type writer struct {
 type gcItem struct {
 	ver uint64
 	r   ref
+}
+
+// mayEvict queues an object that version ver wrote, to go cold later.
+func (w *writer) mayEvict(ver uint64, r ref) {
+	if !w.keepAll && evictable(r.kind) {
+		w.evictQ.push(evictItem{ver, r})
+	}
 }
 
 // wrote logs a new value of r's object; replaced says it had one.

@@ -204,3 +204,31 @@ func TestClosedStoreRefusesCalls(t *testing.T) {
 		t.Errorf("second Close: %v", err)
 	}
 }
+
+// TestZerosAfterAFinishedSegmentAreNotCorruption leaves the zeros the
+// journal writes ahead of its records at the end of a segment that has a
+// successor, as a crash between starting a segment and cutting the last
+// one would, and checks that recovery reads on into the next segment.
+func TestZerosAfterAFinishedSegmentAreNotCorruption(t *testing.T) {
+	dir := t.TempDir()
+	opts := journalstore.Options{SegmentBytes: 2 << 10, SnapshotBytes: -1}
+	s, err := journalstore.Open(dir, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	putAgents(t, s, 0, 40)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	segs := segments(t, dir)
+	if len(segs) < 3 {
+		t.Fatalf("%d segments, want several", len(segs))
+	}
+	appendBytes(t, segs[1], make([]byte, 1<<20))
+	s = MustOpen(t, dir, opts)
+	for i, ok := range agentsPresent(t, s, 40) {
+		if !ok {
+			t.Errorf("agent %d is missing", i)
+		}
+	}
+}

@@ -28,11 +28,12 @@ func runDemo(ctx context.Context, e *env, args []string) error {
 	duration := fs.Duration("duration", time.Minute, "how long the demo runs: three quarters trading, a quarter settling")
 	addr := fs.String("addr", "127.0.0.1:0", "address for the API to listen on")
 	out := fs.String("out", "report", "where to write report.html, metrics.json and timeseries.csv")
+	store := fs.String("store", storeSQLite, storeUsage)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 || *duration < 4*time.Second {
-		return errors.New("usage: agentmarket demo [--scenario NAME] [--agents N] [--seed S] [--duration D (at least 4s)] [--addr HOST:PORT] [--out DIR]")
+		return errors.New("usage: agentmarket demo [--scenario NAME] [--agents N] [--seed S] [--duration D (at least 4s)] [--addr HOST:PORT] [--out DIR] [--store sqlite|journal]")
 	}
 	dir, err := os.MkdirTemp("", "agentmarket-demo-")
 	if err != nil {
@@ -40,7 +41,7 @@ func runDemo(ctx context.Context, e *env, args []string) error {
 	}
 	defer os.RemoveAll(dir)
 	log := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelError}))
-	st, err := openStack(ctx, dir, stackOptions{Logger: log})
+	st, err := openStack(ctx, dir, stackOptions{Logger: log, Store: *store})
 	if err != nil {
 		return err
 	}

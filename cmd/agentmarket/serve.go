@@ -40,6 +40,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	publicURL := fs.String("public-url", e.getenv("AGENTMARKET_PUBLIC_URL"), "the API's public base URL, for the agent card (env AGENTMARKET_PUBLIC_URL); default the request's host")
 	maxBody := fs.Int64("max-body", 1<<20, "the largest request body, in bytes")
 	tick := fs.Duration("tick", 200*time.Millisecond, "how often the market's deadlines run")
+	store := fs.String("store", storeSQLite, storeUsage)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -67,7 +68,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 
 	// The engine draws ids from its seeded source: a restarted node, or
 	// another node on the same database, must not repeat its sequence.
-	so, where := stackOptions{Logger: log, Seed: rand.Uint64()}, *data
+	so, where := stackOptions{Logger: log, Seed: rand.Uint64(), Store: *store}, *data
 	if *db != "" {
 		so.DB, where = *db, databaseName(*db)
 		if so.MarketKey, err = readAgentKey(*marketKeyPath); err != nil {

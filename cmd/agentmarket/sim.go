@@ -41,6 +41,7 @@ func runSim(ctx context.Context, e *env, args []string) error {
 		"with --server: the file holding the server's operator key (env AGENTMARKET_OPERATOR_KEY), which funds agents and reads the event stream")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the run to this file")
 	list := fs.Bool("list", false, "list the scenarios and exit")
+	store := fs.String("store", storeSQLite, storeUsage)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -83,7 +84,7 @@ func runSim(ctx context.Context, e *env, args []string) error {
 		return fmt.Errorf("data dir %s is not empty: a simulation starts from an empty market", dir)
 	}
 	clock := sim.NewVirtual(sim.Epoch)
-	st, err := openStack(ctx, dir, stackOptions{Now: clock.Now, Seed: *seed, Tweak: func(c *engine.Config) {
+	st, err := openStack(ctx, dir, stackOptions{Now: clock.Now, Seed: *seed, Store: *store, Tweak: func(c *engine.Config) {
 		if resolved.Workers <= 1 {
 			c.TickWorkers = 1 // deadlines in order: the run is a function of its seed
 		}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/agentmarket/agentmarket/engine"
+	"github.com/agentmarket/agentmarket/journalstore"
 	"github.com/agentmarket/agentmarket/ledger"
 	"github.com/agentmarket/agentmarket/market"
 	"github.com/agentmarket/agentmarket/sqlite"
@@ -21,6 +22,7 @@ import (
 //
 //	DIR/ledger/     the ledger's journal and its SQLite projection
 //	DIR/market.db   the market store
+//	DIR/market/     the market store instead, with stackOptions.Store "journal"
 //	DIR/market.key  the key that signs receipts (created on first start)
 //
 // With stackOptions.DB it is PostgreSQL instead (see openPostgresStack).
@@ -55,6 +57,47 @@ type stackOptions struct {
 	// StoreBatch caps how many updates share one SQLite commit; 0 is the
 	// store's default, 1 turns group commit off (a benchmark baseline).
 	StoreBatch int
+	// Store names the embedded market store: storeSQLite (the default)
+	// or storeJournal, the market's state in memory behind a journal.
+	Store string
+}
+
+// The embedded market stores.
+const (
+	storeSQLite  = "sqlite"
+	storeJournal = "journal"
+)
+
+// storeUsage documents the --store flag.
+const storeUsage = "the embedded market store: sqlite, or journal (the market's state in memory behind a journal)"
+
+// openEmbeddedStore opens the market store o.Store names in dir. It
+// refuses a directory that holds the other store's files: the ledger
+// beside it belongs to that market.
+func openEmbeddedStore(dir string, o stackOptions) (market.Store, error) {
+	sqlitePath, journalPath := filepath.Join(dir, "market.db"), filepath.Join(dir, "market")
+	exists := func(p string) bool { _, err := os.Stat(p); return err == nil }
+	switch o.Store {
+	case "", storeSQLite:
+		if exists(journalPath) {
+			return nil, fmt.Errorf("data dir %s holds a journal market store; open it with --store %s", dir, storeJournal)
+		}
+		s, err := sqlite.Open(sqlitePath, sqlite.Options{Now: o.Now, Logger: o.Logger, MaxBatch: o.StoreBatch})
+		if err != nil {
+			return nil, err
+		}
+		return s, nil
+	case storeJournal:
+		if exists(sqlitePath) {
+			return nil, fmt.Errorf("data dir %s holds a SQLite market store; open it with --store %s", dir, storeSQLite)
+		}
+		s, err := journalstore.Open(journalPath, journalstore.Options{Now: o.Now, Logger: o.Logger})
+		if err != nil {
+			return nil, err
+		}
+		return s, nil
+	}
+	return nil, fmt.Errorf("unknown market store %q: want %s or %s", o.Store, storeSQLite, storeJournal)
 }
 
 // openStack opens (or creates) the embedded market in dir, or with o.DB
@@ -64,6 +107,9 @@ func openStack(ctx context.Context, dir string, o stackOptions) (*stack, error) 
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	if o.DB != "" {
+		if o.Store != "" && o.Store != storeSQLite {
+			return nil, fmt.Errorf("--store %s is for the embedded market, not --db", o.Store)
+		}
 		return openPostgresStack(ctx, o)
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -77,7 +123,7 @@ func openStack(ctx context.Context, dir string, o stackOptions) (*stack, error) 
 	if err != nil {
 		return nil, err
 	}
-	s, err := sqlite.Open(filepath.Join(dir, "market.db"), sqlite.Options{Now: o.Now, Logger: o.Logger, MaxBatch: o.StoreBatch})
+	s, err := openEmbeddedStore(dir, o)
 	if err != nil {
 		l.Close()
 		return nil, err

@@ -137,15 +137,6 @@ func (s *sorted[E]) remove(e E) bool {
 	return true
 }
 
-// has reports whether e is in the set.
-func (s *sorted[E]) has(e E) bool {
-	if s == nil || len(s.chunks) == 0 {
-		return false
-	}
-	_, found := slices.BinarySearchFunc(s.chunks[s.chunkFor(e)], e, E.compare)
-	return found
-}
-
 // first returns the smallest element.
 func (s *sorted[E]) first() (e E, ok bool) {
 	if s == nil || len(s.chunks) == 0 {

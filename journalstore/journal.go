@@ -3,6 +3,7 @@ package journalstore
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
@@ -137,7 +138,7 @@ func listSegments(dir string) ([]segment, error) {
 		}
 		segs = append(segs, segment{path: p, first: first})
 	}
-	slices.SortFunc(segs, func(a, b segment) int { return cmpInt(int64(a.first), int64(b.first)) })
+	slices.SortFunc(segs, func(a, b segment) int { return cmp.Compare(a.first, b.first) })
 	return segs, nil
 }
 

@@ -1,6 +1,7 @@
 package journalstore
 
 import (
+	"cmp"
 	"fmt"
 	"math"
 	"slices"
@@ -196,31 +197,11 @@ type nonceExp struct {
 func (a nonceExp) compare(b nonceExp) int {
 	switch {
 	case a.at != b.at:
-		return cmpInt(a.at, b.at)
+		return cmp.Compare(a.at, b.at)
 	case a.k.agent != b.k.agent:
-		return cmpStr(string(a.k.agent), string(b.k.agent))
+		return cmp.Compare(a.k.agent, b.k.agent)
 	}
-	return cmpStr(a.k.nonce, b.k.nonce)
-}
-
-func cmpInt(a, b int64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
-}
-
-func cmpStr(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
+	return cmp.Compare(a.k.nonce, b.k.nonce)
 }
 
 // pages is an append-only sequence numbered from 1, in fixed-size pages
@@ -336,13 +317,6 @@ func (t *seqTable[T]) find(id string, snap uint64, a *archive) (int64, *T, error
 // head returns the object's newest version, nil if there is none in
 // memory.
 func (t *seqTable[T]) head(seq int64) *version[T] { return t.get(seq).v }
-
-// setHead makes v the object's newest version.
-func (t *seqTable[T]) setHead(seq int64, v *version[T]) {
-	sl := t.get(seq)
-	sl.v = v
-	t.set(seq, sl)
-}
 
 // value returns the object's value as a reader at snap sees it, reading
 // the archive if the object is cold; nil if there is none.

@@ -2,8 +2,9 @@
 // hash-chained journal, as the ledger keeps money. It owns the in-memory
 // state (every object, in versions, with the indexes each query needs),
 // the journal that makes it durable (one record per group commit, fsynced
-// before any Update of the batch is answered), the snapshots that bound
-// recovery, and the data directory's lock.
+// before any Update of the batch is answered), the archive file that
+// holds the values of objects that can no longer change, the snapshots
+// that bound recovery, and the data directory's lock.
 //
 // One writer goroutine runs the Updates' fns one after another against the
 // newest state, undoing a fn that fails, and gathers them into batches. A

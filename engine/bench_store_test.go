@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"runtime"
 	"testing"
 	"time"
 
@@ -95,4 +96,64 @@ func BenchmarkLifecycleStores(b *testing.B) {
 	b.ReportMetric(rates["sqlite"], "sqlite-lifecycles/s")
 	b.ReportMetric(rates["journal"], "journal-lifecycles/s")
 	b.ReportMetric(rates["journal"]/rates["sqlite"], "speedup")
+}
+
+// BenchmarkJournalStoreAtScale runs b.N lifecycles on the journal store
+// and reports what keeping them costs: the live heap per lifecycle of the
+// whole process (ledger and engine included) between the middle and the
+// end of the run, when the hot windows are full and what is added is
+// what each lifecycle leaves behind; the time to snapshot the state; and
+// the time to recover it by opening the store again.
+func BenchmarkJournalStoreAtScale(b *testing.B) {
+	const wave = 128
+	m := newMarketOn(b, benchStores[1].open, func(c *engine.Config) {
+		c.StartingGrant = 1_000_000 * market.Credit
+		c.OperatorGrantCap = 1 << 60
+	})
+	var buyers, sellers []agent
+	for i := range 16 {
+		buyers = append(buyers, m.agent(fmt.Sprintf("buyer-%d", i), fmt.Sprintf("ob%d", i), market.RoleBuyer))
+		s := m.agent(fmt.Sprintf("seller-%d", i), fmt.Sprintf("os%d", i), market.RoleSeller)
+		must[market.Offer](b)(m.PublishOffer(s.Ctx, market.Offer{Intent: sortIntent, BasePriceMicrocredits: market.Credit, LatencyMs: 60_000}))
+		sellers = append(sellers, s)
+	}
+	heap := func() uint64 {
+		runtime.GC()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		return ms.HeapAlloc
+	}
+	b.ResetTimer()
+	start := time.Now()
+	var half uint64
+	for done := 0; done < b.N; done += wave {
+		if done >= b.N/2 && half == 0 {
+			b.StopTimer()
+			half = heap()
+			b.StartTimer()
+		}
+		runLifecycles(b, m, buyers, sellers, min(wave, b.N-done))
+	}
+	elapsed := time.Since(start)
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "lifecycles/s")
+	if n := b.N - b.N/2; n > 0 && half > 0 {
+		b.ReportMetric(float64(int64(heap())-int64(half))/float64(n), "heap-B/lifecycle")
+	}
+	store := m.cfg.Store.(*journalstore.Store)
+	t0 := time.Now()
+	if err := store.Snapshot(b.Context()); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(time.Since(t0).Seconds(), "snapshot-s")
+	if err := store.Close(); err != nil {
+		b.Fatal(err)
+	}
+	t0 = time.Now()
+	again, err := journalstore.Open(filepath.Join(m.dir, "market"), journalstore.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(time.Since(t0).Seconds(), "recovery-s")
+	again.Close()
 }

@@ -35,7 +35,6 @@ const (
 	headerSize    = 96
 	journalMagic  = 0x31534d41 // "AMS1" little-endian
 	journalVer    = 1
-	maxRecordBody = 256 << 20
 	segmentPrefix = "journal-"
 	segmentSuffix = ".amj"
 )
@@ -61,7 +60,9 @@ func (h *header) encode(b []byte) {
 	copy(b[64:96], h.hash[:])
 }
 
-// decodeHeader parses a header; ok is false when b is not a header.
+// decodeHeader parses a header; ok is false when b is not a header. A
+// record's body may be as long as its length field allows: readers check
+// the length against the bytes the file holds before they allocate.
 func decodeHeader(b []byte) (h header, ok bool) {
 	if len(b) < headerSize || binary.LittleEndian.Uint32(b[0:]) != journalMagic ||
 		binary.LittleEndian.Uint16(b[4:]) != journalVer {
@@ -73,7 +74,7 @@ func decodeHeader(b []byte) (h header, ok bool) {
 	h.count = binary.LittleEndian.Uint32(b[28:])
 	copy(h.prevHash[:], b[32:64])
 	copy(h.hash[:], b[64:96])
-	return h, h.bodyLen <= maxRecordBody
+	return h, true
 }
 
 // sealRecord fills in the header of rec (header then body) and returns
@@ -204,6 +205,11 @@ func scanJournal(dir string, from position, fn func(r *record) error) (scanResul
 		if err != nil {
 			return res, fmt.Errorf("open journal segment: %w", err)
 		}
+		fi, err := f.Stat()
+		if err != nil {
+			f.Close()
+			return res, fmt.Errorf("stat journal segment: %w", err)
+		}
 		br := bufio.NewReaderSize(f, 1<<20)
 		var off int64
 		for {
@@ -226,6 +232,9 @@ func scanJournal(dir string, from position, fn func(r *record) error) (scanResul
 				err = bad("truncated header")
 			} else if h, ok = decodeHeader(hdr); !ok {
 				err = bad("bad header")
+			} else if int64(h.bodyLen) > fi.Size()-off-headerSize {
+				ok = false
+				err = bad("truncated body")
 			} else {
 				ok = false
 				if cap(body) < int(h.bodyLen) {
@@ -336,8 +345,13 @@ func trailingRecord(f *os.File, from int64, seq uint64) bool {
 			}
 			i += j
 			if h, ok := decodeHeader(chunk[i:]); ok && h.seq >= seq && h.seq < seq+1<<32 {
+				at := pos + int64(i) + headerSize
+				if fi, err := f.Stat(); err != nil || int64(h.bodyLen) > fi.Size()-at {
+					i++
+					continue
+				}
 				body := make([]byte, h.bodyLen)
-				if _, err := f.ReadAt(body, pos+int64(i)+headerSize); err == nil {
+				if _, err := f.ReadAt(body, at); err == nil {
 					rec := append(append([]byte{}, chunk[i:i+headerSize]...), body...)
 					if recordHash(rec) == h.hash {
 						return true

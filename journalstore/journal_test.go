@@ -1,10 +1,12 @@
 package journalstore_test
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/agentmarket/agentmarket/journalstore"
@@ -231,4 +233,63 @@ func TestZerosAfterAFinishedSegmentAreNotCorruption(t *testing.T) {
 			t.Errorf("agent %d is missing", i)
 		}
 	}
+}
+
+// TestLargeValuesSurviveRecoveryAndSnapshots writes values of several
+// megabytes, well beyond a snapshot frame, and reads them back after
+// recovery from the journal and from a snapshot.
+func TestLargeValuesSurviveRecoveryAndSnapshots(t *testing.T) {
+	dir := t.TempDir()
+	big := json.RawMessage(`"` + strings.Repeat("x", 6<<20) + `"`)
+	opts := journalstore.Options{SnapshotBytes: -1}
+	s, err := journalstore.Open(dir, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = s.Update(t.Context(), func(tx market.Tx) error {
+		if err := tx.PutIntent(market.Intent{ID: "i-big", Buyer: "did:key:zA", Intent: "SORT", Parameters: big}); err != nil {
+			return err
+		}
+		_, err := tx.AppendEvent(market.Event{Type: market.EventIntentPosted, Subject: "i-big", Data: big})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	check := func(s market.Store, when string) {
+		t.Helper()
+		err := s.View(t.Context(), func(tx market.ReadTx) error {
+			in, err := tx.Intent("i-big")
+			if err != nil {
+				return err
+			}
+			es, err := tx.Events(market.EventFilter{})
+			if err != nil {
+				return err
+			}
+			if len(in.Parameters) != len(big) || len(es) != 1 || len(es[0].Data) != len(big) {
+				t.Errorf("%s: got parameters of %d bytes and %d events, want %d bytes and one", when, len(in.Parameters), len(es), len(big))
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("%s: %v", when, err)
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s, err = journalstore.Open(dir, opts)
+	if err != nil {
+		t.Fatalf("recover from the journal: %v", err)
+	}
+	check(s, "after replaying the journal")
+	if err := s.Snapshot(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = MustOpen(t, dir, opts)
+	check(s, "after loading the snapshot")
 }

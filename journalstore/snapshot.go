@@ -973,6 +973,11 @@ func (s *Store) loadSnapshot(path string) (pos position, archived int64, err err
 		return pos, 0, fmt.Errorf("open snapshot: %w", err)
 	}
 	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return pos, 0, fmt.Errorf("stat snapshot: %w", err)
+	}
+	left := fi.Size() // bytes not yet read: no frame can claim more
 	l := &snapLoad{s: s, w: s.w, st: s.st}
 	br := bufio.NewReaderSize(f, 1<<20)
 	sum := sha256.New()
@@ -995,9 +1000,10 @@ func (s *Store) loadSnapshot(path string) (pos position, archived int64, err err
 			}
 			return l.pos, l.archived, l.finish()
 		}
-		if n > 4*snapshotFrame {
+		if left -= 4; int64(n) > left {
 			return pos, 0, fmt.Errorf("snapshot %s: frame of %d bytes: %w", path, n, errCorrupt)
 		}
+		left -= int64(n)
 		if cap(frame) < int(n) {
 			frame = make([]byte, n)
 		}

@@ -2,11 +2,15 @@ package engine_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"path/filepath"
 	"runtime"
 	"testing"
 	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/agentmarket/agentmarket/engine"
 	"github.com/agentmarket/agentmarket/journalstore"
@@ -156,4 +160,108 @@ func BenchmarkJournalStoreAtScale(b *testing.B) {
 	}
 	b.ReportMetric(time.Since(t0).Seconds(), "recovery-s")
 	again.Close()
+}
+
+// TestStoresAgree runs one sequence of market operations on SQLite and on
+// the journal store, on the same clock and seed, and checks that the
+// engine answers the same on both: every contract, every event, the
+// sellers' reputations and the market data. The engine's ids come from
+// its seeded source and the agents' keys from their names, so a store
+// that kept something differently, or listed it in another order, shows
+// up as a difference.
+func TestStoresAgree(t *testing.T) {
+	type outcome struct {
+		Contracts  []market.Contract
+		Events     []market.Event
+		Reputation []market.Reputation
+		Stats      market.IntentStats
+	}
+	run := func(open openStore) outcome {
+		m := newMarketOn(t, open, func(c *engine.Config) { c.TickWorkers = 1 })
+		agentNamed := func(name string, roles ...market.Role) agent {
+			seed := make([]byte, 32)
+			copy(seed, "agree/"+name)
+			key, err := market.NewPrivateKeyFromSeed(seed)
+			if err != nil {
+				t.Fatal(err)
+			}
+			reg := market.SignRegistration(market.Registration{Name: name, Operator: "op-" + name, Roles: roles}, key, m.clock.Now())
+			a, err := m.Register(context.Background(), reg)
+			if err != nil {
+				t.Fatalf("register %s: %v", name, err)
+			}
+			return agent{ID: a.ID, Key: key, Ctx: market.AsAgent(context.Background(), a.ID)}
+		}
+		buyers := []agent{agentNamed("b0", market.RoleBuyer), agentNamed("b1", market.RoleBuyer)}
+		var sellers []agent
+		for i := range 3 {
+			s := agentNamed(fmt.Sprintf("s%d", i), market.RoleSeller)
+			must[market.Offer](t)(m.PublishOffer(s.Ctx, market.Offer{Intent: sortIntent,
+				BasePriceMicrocredits: int64(1+i) * market.Credit, LatencyMs: 60_000}))
+			sellers = append(sellers, s)
+		}
+		for i := range 24 {
+			buyer := buyers[i%2]
+			acceptance := market.Acceptance{Policy: market.AcceptChecker, Checker: "sort"}
+			if i%3 == 1 {
+				acceptance = market.Acceptance{Policy: market.AcceptBuyer}
+			}
+			in := must[market.Intent](t)(m.PostIntent(buyer.Ctx, market.IntentRequest{RequestID: fmt.Sprintf("agree-%d", i),
+				Intent: sortIntent, Parameters: sortParams, Acceptance: acceptance,
+				Constraints: market.Constraints{MaxBudgetMicrocredits: 5 * market.Credit}}))
+			for k, s := range sellers {
+				must[market.Bid](t)(m.PlaceBid(s.Ctx, market.BidRequest{Intent: in.ID,
+					PriceMicrocredits: int64(1+(i+k)%3) * market.Credit / 10, LatencyMs: 60_000}))
+			}
+			m.tick(3 * time.Second)
+			bids := must[[]market.Bid](t)(m.Bids(buyer.Ctx, in.ID))
+			c := must[market.Contract](t)(m.Award(buyer.Ctx, in.ID, bids[i%len(bids)].ID))
+			seller := sellers[0]
+			for _, s := range sellers {
+				if s.ID == c.Seller {
+					seller = s
+				}
+			}
+			output := json.RawMessage(`{"items":[1,3,5,9]}`)
+			if i%5 == 4 {
+				output = json.RawMessage(`{"items":[9,1]}`) // fails the checker
+			}
+			c = must[market.Contract](t)(m.Deliver(seller.Ctx, market.DeliveryRequest{Contract: c.ID, Output: output}))
+			if c.State == market.ContractDelivered && i%2 == 0 {
+				must[market.Contract](t)(m.Accept(buyer.Ctx, market.AcceptRequest{Contract: c.ID, Quality: 0.8}))
+			}
+		}
+		m.tick(2 * time.Minute) // the buyers who stayed silent accept
+		m.checkMoney()
+		var out outcome
+		op := operatorCtx()
+		for after := ""; ; {
+			page := must[[]market.Contract](t)(m.Contracts(op, market.ContractFilter{Page: market.Page{After: after, Limit: 10}}))
+			out.Contracts = append(out.Contracts, page...)
+			if len(page) < 10 {
+				break
+			}
+			after = page[len(page)-1].ID
+		}
+		for after := int64(0); ; {
+			page := must[[]market.Event](t)(m.Events(op, market.EventFilter{After: after, Limit: 50}))
+			out.Events = append(out.Events, page...)
+			if len(page) < 50 {
+				break
+			}
+			after = page[len(page)-1].Seq
+		}
+		for _, s := range sellers {
+			out.Reputation = append(out.Reputation, must[market.Reputation](t)(m.Reputation(op, s.ID, sortIntent)))
+		}
+		out.Stats = must[market.IntentStats](t)(m.Stats(op, sortIntent, time.Hour))
+		return out
+	}
+	lite, journal := run(benchStores[0].open), run(benchStores[1].open)
+	if len(lite.Contracts) != 24 || len(lite.Events) == 0 {
+		t.Fatalf("the run made %d contracts and %d events, want 24 and some", len(lite.Contracts), len(lite.Events))
+	}
+	if d := cmp.Diff(lite, journal, cmpopts.EquateEmpty()); d != "" {
+		t.Errorf("the engine answers differently on the journal store (-sqlite +journal):\n%s", d)
+	}
 }

@@ -12,14 +12,15 @@ import (
 )
 
 // runBenchMarket measures full market lifecycles in-process and durable,
-// on the embedded store with group commit and, as the baseline, with one
-// store transaction per state change.
+// on the embedded SQLite store with group commit, on the journal store,
+// and, as the baseline, on SQLite with one store transaction per state
+// change.
 func runBenchMarket(ctx context.Context, e *env, args []string) error {
 	fs := e.flags("bench market")
 	quick := fs.Bool("quick", false, "a few waves: a smoke test, not a measurement")
 	lifecycles := fs.Int("lifecycles", 0, "lifecycles per system (default 4096, or 64 with --quick)")
 	wave := fs.Int("wave", 0, "lifecycles at once (default 256, or 32 with --quick)")
-	systems := fs.String("systems", "one-tx,embedded", "systems to run, comma-separated, the baseline first: one-tx, embedded")
+	systems := fs.String("systems", "one-tx,embedded,journal", "systems to run, comma-separated, the baseline first: one-tx, embedded, journal")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	dir := fs.String("dir", "", "where runs put their data (default the system's temporary directory)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole benchmark to this file")
@@ -48,8 +49,11 @@ func runBenchMarket(ctx context.Context, e *env, args []string) error {
 		case "embedded":
 			cfg.Systems = append(cfg.Systems, embeddedMarket("embedded",
 				"the engine on the ledger and SQLite as serve opens it: concurrent state changes share a commit", 0))
+		case "journal":
+			cfg.Systems = append(cfg.Systems, embeddedMarket("journal",
+				"the engine on the ledger and the journal store (serve --store journal): the market's state in memory, one fsynced journal record per batch", 0))
 		default:
-			return fmt.Errorf("bench market: unknown system %q (want one-tx or embedded)", s)
+			return fmt.Errorf("bench market: unknown system %q (want one-tx, embedded or journal)", s)
 		}
 	}
 	if *cpuProfile != "" {
@@ -81,12 +85,17 @@ func runBenchMarket(ctx context.Context, e *env, args []string) error {
 	return nil
 }
 
-// embeddedMarket opens the embedded market, with storeBatch capping the
+// embeddedMarket opens the embedded market: the system named "journal"
+// on the journal store, the others on SQLite with storeBatch capping the
 // updates that share a store commit (0: the store's default).
 func embeddedMarket(name, about string, storeBatch int) bench.MarketSystem {
+	store := storeSQLite
+	if name == storeJournal {
+		store = storeJournal
+	}
 	return bench.MarketSystem{Name: name, About: about,
 		Open: func(ctx context.Context, dir string, now func() time.Time) (*bench.MarketEngine, error) {
-			st, err := openStack(ctx, dir, stackOptions{Now: now, Seed: 1, StoreBatch: storeBatch})
+			st, err := openStack(ctx, dir, stackOptions{Now: now, Seed: 1, StoreBatch: storeBatch, Store: store})
 			if err != nil {
 				return nil, err
 			}

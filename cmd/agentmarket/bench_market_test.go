@@ -8,8 +8,8 @@ import (
 )
 
 // TestBenchMarketQuick runs "bench market --quick" end to end: whole
-// lifecycles in-process on the embedded store, with and without group
-// commit, each checked for conservation.
+// lifecycles in-process on the embedded SQLite store, with and without
+// group commit, and on the journal store, each checked for conservation.
 func TestBenchMarketQuick(t *testing.T) {
 	var stdout, stderr bytes.Buffer
 	args := []string{"bench", "market", "--quick", "--json", "--dir", t.TempDir()}
@@ -38,7 +38,7 @@ func TestBenchMarketQuick(t *testing.T) {
 	if err := json.Unmarshal(stdout.Bytes(), &rep); err != nil {
 		t.Fatalf("stdout is not the JSON report: %v\n%s", err, stdout.String())
 	}
-	if !rep.Passed || len(rep.Runs) != 2 || rep.Runs[0].System != "one-tx" || rep.Runs[1].System != "embedded" || len(rep.Ratios) != 1 || len(rep.Targets) != 1 {
+	if !rep.Passed || len(rep.Runs) != 3 || rep.Runs[0].System != "one-tx" || rep.Runs[1].System != "embedded" || rep.Runs[2].System != "journal" || len(rep.Ratios) != 2 || len(rep.Targets) != 1 {
 		t.Fatalf("report %+v", rep)
 	}
 	for _, r := range rep.Runs {

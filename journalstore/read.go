@@ -2,9 +2,9 @@ package journalstore
 
 import (
 	"errors"
-	"fmt"
 	"math"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -49,15 +49,17 @@ func limit(n int) int {
 	return n
 }
 
-// notFound is the NotExist error for an object of a kind.
-func notFound(kind string, id any) error {
+// notFound is the NotExist error for an object of a kind. Writes look up
+// ids that are not there yet on their hot path (a new bid's, say), so it
+// builds the error without fmt.
+func notFound(kind string, id string) error {
 	code := strings.ReplaceAll(kind, " ", "_") + "_not_found"
-	return market.Errorf(market.NotExist, code, "%s %q does not exist", kind, fmt.Sprint(id))
+	return &market.Error{Kind: market.NotExist, Code: code, Message: kind + " " + strconv.Quote(id) + " does not exist"}
 }
 
 // notFound is the NotExist error for an object the reader did not find,
 // or the error that kept it from reading the object.
-func (r *reader) notFound(kind string, id any) error {
+func (r *reader) notFound(kind string, id string) error {
 	if r.err != nil {
 		return r.err
 	}
@@ -139,7 +141,7 @@ func (r *reader) Agent(id market.AgentID) (market.Agent, error) {
 	defer r.end()
 	a, ok := getKeyed(r, r.s.agents, id)
 	if !ok {
-		return a, notFound("agent", id)
+		return a, notFound("agent", string(id))
 	}
 	return cloneAgent(a), r.err
 }
@@ -498,11 +500,11 @@ func (r *reader) Receipt(seq uint64) (market.Receipt, error) {
 	}
 	defer r.end()
 	if seq == 0 || seq > uint64(r.lastReceipt()) {
-		return market.Receipt{}, notFound("receipt", seq)
+		return market.Receipt{}, notFound("receipt", strconv.FormatUint(seq, 10))
 	}
 	rc := atSeq(r, &r.s.receipts, int64(seq))
 	if rc == nil {
-		return market.Receipt{}, r.notFound("receipt", seq)
+		return market.Receipt{}, r.notFound("receipt", strconv.FormatUint(seq, 10))
 	}
 	return cloneReceipt(*rc), nil
 }
@@ -518,7 +520,7 @@ func (r *reader) LastReceipt() (market.Receipt, error) {
 	}
 	rc := atSeq(r, &r.s.receipts, last)
 	if rc == nil {
-		return market.Receipt{}, r.notFound("receipt", last)
+		return market.Receipt{}, r.notFound("receipt", strconv.FormatInt(last, 10))
 	}
 	return cloneReceipt(*rc), nil
 }

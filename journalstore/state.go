@@ -99,6 +99,11 @@ type state struct {
 	// indexes, nil otherwise.
 	removed *[]ikey
 
+	// keyBufs are reindex's and drop's scratch space for the index keys
+	// of two values, kept here because a buffer handed to a keysFunc
+	// escapes to the heap. Only a holder of mu uses them.
+	keyBufs [2][]ikey
+
 	// oldest is the oldest version some View may still read, as of the
 	// last collection; values and entries that no reader at or above it
 	// can see are garbage.
@@ -709,12 +714,13 @@ func reindex[T any](s *state, keys keysFunc[T], seq int64, old *version[T], nv *
 	if keys == nil {
 		return
 	}
-	var ob, nb [16]ikey
 	var oldKeys []ikey
 	if old != nil {
-		oldKeys = keys(&old.val, seq, ob[:0])
+		oldKeys = keys(&old.val, seq, s.keyBufs[0][:0])
+		s.keyBufs[0] = oldKeys
 	}
-	newKeys := keys(&nv.val, seq, nb[:0])
+	newKeys := keys(&nv.val, seq, s.keyBufs[1][:0])
+	s.keyBufs[1] = newKeys
 	for i := range newKeys {
 		if !slices.Contains(oldKeys, newKeys[i]) {
 			s.insert(&newKeys[i], nv.ver)
@@ -734,15 +740,17 @@ func drop[T any](s *state, keys keysFunc[T], seq int64, live, dead *version[T]) 
 	if keys == nil || dead == nil {
 		return
 	}
-	var lb, db [16]ikey
-	liveKeys := lb[:0]
+	liveKeys := s.keyBufs[0][:0]
 	for v := live; v != nil; v = v.prev {
 		liveKeys = keys(&v.val, seq, liveKeys)
 	}
+	s.keyBufs[0] = liveKeys
 	for d := dead; d != nil; d = d.prev {
-		for _, k := range keys(&d.val, seq, db[:0]) {
-			if !slices.Contains(liveKeys, k) {
-				s.remove(&k)
+		deadKeys := keys(&d.val, seq, s.keyBufs[1][:0])
+		s.keyBufs[1] = deadKeys
+		for i := range deadKeys {
+			if !slices.Contains(liveKeys, deadKeys[i]) {
+				s.remove(&deadKeys[i])
 			}
 		}
 	}

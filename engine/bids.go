@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"time"
 
@@ -69,19 +70,35 @@ func (e *Engine) PlaceBid(ctx context.Context, r market.BidRequest) (market.Bid,
 	id := e.opID(ctx, "bid")
 	var o market.Offer
 	var retried bool
+	var in market.Intent
 	if err := e.store.View(ctx, func(tx market.ReadTx) error {
 		if prev, err := tx.Bid(id); err == nil && prev.Seller == seller.ID && prev.Intent == r.Intent {
 			out, retried = prev, true // a retry of a request that placed it already
 			return nil
 		}
 		var err error
-		_, o, err = check(tx)
+		in, o, err = check(tx)
 		return err
 	}); err != nil {
 		return market.Bid{}, wrap(op, err)
 	}
 	if retried {
 		return out, nil
+	}
+	bid := func(in *market.Intent) market.Bid {
+		expires := in.AwardDeadline
+		if r.ValidForMs > 0 {
+			expires = now.Add(time.Duration(r.ValidForMs) * time.Millisecond)
+		}
+		return market.Bid{ID: id, Intent: in.ID, Seller: seller.ID, Offer: o.ID, PriceMicrocredits: r.PriceMicrocredits,
+			LatencyMs: r.LatencyMs, ExpiresAt: expires, Note: r.Note, State: market.BidActive, LastMessage: id, CreatedAt: now}
+	}
+	// The bid as the snapshot's intent makes it, marshalled here for its
+	// event; the write uses it unless the intent changed meanwhile.
+	planned := bid(&in)
+	data, err := json.Marshal(planned)
+	if err != nil {
+		return market.Bid{}, wrap(op, err)
 	}
 	err = e.store.Update(ctx, func(tx market.Tx) error {
 		if prev, err := tx.Bid(id); err == nil && prev.Seller == seller.ID && prev.Intent == r.Intent {
@@ -105,17 +122,21 @@ func (e *Engine) PlaceBid(ctx context.Context, r market.BidRequest) (market.Bid,
 				return market.E(market.Exist, market.Code("already_bid"), fmt.Sprintf("the seller already has active bid %s on this intent", b.ID))
 			}
 		}
-		expires := in.AwardDeadline
-		if r.ValidForMs > 0 {
-			expires = now.Add(time.Duration(r.ValidForMs) * time.Millisecond)
-		}
-		out = market.Bid{ID: id, Intent: in.ID, Seller: seller.ID, Offer: o.ID, PriceMicrocredits: r.PriceMicrocredits,
-			LatencyMs: r.LatencyMs, ExpiresAt: expires, Note: r.Note, State: market.BidActive, LastMessage: id, CreatedAt: now}
+		out = bid(&in)
 		if err := tx.PutBid(out); err != nil {
 			return err
 		}
+		data := data
+		// Only these fields come from the intent. != rather than Equal:
+		// the same instant in another location marshals differently.
+		if out.Intent != planned.Intent || out.ExpiresAt != planned.ExpiresAt {
+			var merr error
+			if data, merr = json.Marshal(out); merr != nil {
+				return merr
+			}
+		}
 		// Sealed: only the seller hears of its bid until bidding closes.
-		return e.emit(tx, market.EventBidPlaced, in.Intent, out.ID, []market.AgentID{seller.ID}, out)
+		return e.emitJSON(tx, market.EventBidPlaced, in.Intent, out.ID, []market.AgentID{seller.ID}, data)
 	})
 	return out, wrap(op, err)
 }

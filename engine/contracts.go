@@ -109,6 +109,10 @@ func (e *Engine) award(ctx context.Context, p market.Principal, intentID, bidID 
 	}
 
 	c := e.newContract(cid, &in, &b, now)
+	data, err := json.Marshal(c)
+	if err != nil {
+		return market.Contract{}, wrap(op, err)
+	}
 	if err := e.transfer(ctx, op, escrowLegs(&c, e.holdTimeout(&c, now))); err != nil {
 		return market.Contract{}, err
 	}
@@ -155,7 +159,7 @@ func (e *Engine) award(ctx context.Context, p market.Principal, intentID, bidID 
 				return err
 			}
 		}
-		return e.emit(tx, market.EventContractAwarded, c.Intent, c.ID, audience, c)
+		return e.emitJSON(tx, market.EventContractAwarded, c.Intent, c.ID, audience, data)
 	})
 	if err != nil {
 		if existing != nil {

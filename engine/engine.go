@@ -157,6 +157,9 @@ type Engine struct {
 
 	schemas schemas
 
+	did   market.AgentID // the market's, which signs receipts
+	chain receiptChain
+
 	rngMu sync.Mutex
 	rng   *rand.Rand
 
@@ -208,6 +211,7 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 		ledger:     cfg.Ledger,
 		now:        cfg.Now,
 		log:        cfg.Logger,
+		did:        cfg.Key.Public().DID(),
 		rng:        rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15)),
 		priceIndex: make(map[string]int64),
 	}

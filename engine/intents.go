@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -265,6 +266,10 @@ func (e *Engine) PostIntent(ctx context.Context, r market.IntentRequest) (market
 		return market.Intent{}, wrap(op, err)
 	}
 	in.EligibleSellers = len(sellers)
+	data, err := json.Marshal(in)
+	if err != nil {
+		return market.Intent{}, wrap(op, err)
+	}
 	var out market.Intent
 	err = e.store.Update(ctx, func(tx market.Tx) error {
 		prev, err := tx.IntentByRequest(buyer.ID, r.RequestID)
@@ -288,7 +293,7 @@ func (e *Engine) PostIntent(ctx context.Context, r market.IntentRequest) (market
 			return err
 		}
 		out = in
-		return e.emit(tx, market.EventIntentPosted, in.Intent, in.ID, append([]market.AgentID{in.Buyer}, sellers...), in)
+		return e.emitJSON(tx, market.EventIntentPosted, in.Intent, in.ID, append([]market.AgentID{in.Buyer}, sellers...), data)
 	})
 	return out, wrap(op, err)
 }
@@ -332,16 +337,27 @@ func (e *Engine) emit(tx market.Tx, typ, intent, subject string, audience []mark
 	if err != nil {
 		return err
 	}
-	_, err = tx.AppendEvent(market.Event{Type: typ, At: e.now(), Intent: intent, Subject: subject, Audience: dedupe(audience), Data: data})
+	return e.emitJSON(tx, typ, intent, subject, audience, data)
+}
+
+// emitJSON appends an event whose data is already marshalled. A store
+// runs its transactions one at a time, so an operation whose event data
+// is known before its transaction marshals it outside, and emits it
+// with emitJSON inside.
+func (e *Engine) emitJSON(tx market.Tx, typ, intent, subject string, audience []market.AgentID, data json.RawMessage) error {
+	_, err := tx.AppendEvent(market.Event{Type: typ, At: e.now(), Intent: intent, Subject: subject, Audience: dedupe(audience), Data: data})
 	return err
 }
 
+// dedupe returns ids without empty and repeated ones, in order. An
+// audience is a handful of agents, so a scan beats a set.
 func dedupe(ids []market.AgentID) []market.AgentID {
 	var out []market.AgentID
-	seen := map[market.AgentID]bool{}
 	for _, id := range ids {
-		if id != "" && !seen[id] {
-			seen[id] = true
+		if id != "" && !slices.Contains(out, id) {
+			if out == nil {
+				out = make([]market.AgentID, 0, len(ids))
+			}
 			out = append(out, id)
 		}
 	}

@@ -2,9 +2,13 @@ package engine
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"math"
+	"sync"
 	"time"
 
 	"github.com/agentmarket/agentmarket/ledger"
@@ -183,7 +187,41 @@ func (e *Engine) outcome(c *market.Contract, s *settlement, now time.Time) marke
 	return o
 }
 
+// receiptChain remembers the hash of the newest receipt the engine
+// signed. appendReceipt runs inside a store transaction, on the store's
+// one writer; with the hash at hand it chains the next receipt to that
+// one without marshalling and hashing it again.
+type receiptChain struct {
+	mu   sync.Mutex
+	seq  uint64
+	sig  string // the receipt's signature, which stands for its signed bytes: ed25519 signatures are deterministic
+	hash string
+}
+
+// prevHash returns the hash of last, the newest stored receipt: the one
+// remembered if it is that receipt, else computed.
+func (ch *receiptChain) prevHash(last *market.Receipt) string {
+	ch.mu.Lock()
+	seq, sig, hash := ch.seq, ch.sig, ch.hash
+	ch.mu.Unlock()
+	if seq == last.Seq && sig == last.Signature && sig != "" {
+		return hash
+	}
+	return last.Hash()
+}
+
+// remember notes the receipt just signed. If its transaction fails, the
+// store's newest receipt is another one, whose signature differs, and
+// prevHash computes its hash.
+func (ch *receiptChain) remember(seq uint64, sig, hash string) {
+	ch.mu.Lock()
+	ch.seq, ch.sig, ch.hash = seq, sig, hash
+	ch.mu.Unlock()
+}
+
 // appendReceipt signs the settlement's receipt, chained to the last one.
+// It is market.Receipt.Sign with the receipt's signed bytes marshalled
+// once, for the signature and for the next receipt's PrevHash.
 func (e *Engine) appendReceipt(tx market.Tx, c *market.Contract, o *market.Outcome) (uint64, error) {
 	r := market.Receipt{Seq: 1, Contract: c.ID, IntentID: c.IntentID, Intent: c.Intent, Buyer: c.Buyer, Seller: c.Seller,
 		PriceMicrocredits: c.PriceMicrocredits, PaidMicrocredits: o.PaidMicrocredits, RefundedMicrocredits: o.RefundedMicrocredits,
@@ -195,12 +233,19 @@ func (e *Engine) appendReceipt(tx market.Tx, c *market.Contract, o *market.Outco
 	last, err := tx.LastReceipt()
 	switch {
 	case err == nil:
-		r.Seq, r.PrevHash = last.Seq+1, last.Hash()
+		r.Seq, r.PrevHash = last.Seq+1, e.chain.prevHash(&last)
 	case !market.Is(err, market.NotExist):
 		return 0, err
 	}
-	r = r.Sign(e.cfg.Key)
-	return r.Seq, tx.PutReceipt(r)
+	r.Market = e.did
+	signed := r.SignedBytes()
+	r.Signature = base64.RawURLEncoding.EncodeToString(e.cfg.Key.Sign(signed))
+	if err := tx.PutReceipt(r); err != nil {
+		return 0, err
+	}
+	sum := sha256.Sum256(signed)
+	e.chain.remember(r.Seq, r.Signature, hex.EncodeToString(sum[:]))
+	return r.Seq, nil
 }
 
 // Receipt returns a signed receipt.

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -199,6 +200,16 @@ type InjectionSuite struct {
 	Advance func(ctx context.Context, d time.Duration) error
 	// Model is the buyer's model. Default: NewObeyingModel(0.5, Seed).
 	Model Model
+	// BidWindow is each intent's bidding window; Poll is how often the
+	// buyer looks at the market, and Step how far Advance moves time
+	// while the suite waits for its contracts to settle. Defaults 2s, 1s
+	// and 10s: market time on a virtual clock. On the wall clock, shorter
+	// values keep the suite quick.
+	BidWindow, Poll, Step time.Duration
+	// Deadline, when set, bounds the suite on its clock (Now): no round
+	// starts after it, no wait outlasts it, and the suite stops waiting
+	// for its contracts to settle at it, reporting what happened so far.
+	Deadline time.Time
 	// Rounds is how many tasks the buyer buys. Default 12.
 	Rounds int
 	Seed   uint64
@@ -291,6 +302,9 @@ func (s *InjectionSuite) Run(ctx context.Context) (InjectionReport, error) {
 	if s.Now == nil {
 		s.Now = time.Now
 	}
+	s.BidWindow = cmp.Or(s.BidWindow, 2*time.Second)
+	s.Poll = cmp.Or(s.Poll, time.Second)
+	s.Step = cmp.Or(s.Step, 10*time.Second)
 	r := &suiteRun{s: s, rep: &rep, rng: rand.New(rand.NewPCG(s.Seed, s.Seed^0x2545f491)),
 		bidOn: map[market.AgentID]map[string]string{}, sessions: map[market.AgentID]session{}, answered: map[string]bool{}, delivered: map[string]bool{}, reviewed: map[string]bool{}}
 	if s.Connect == nil {
@@ -315,7 +329,11 @@ func (s *InjectionSuite) Run(ctx context.Context) (InjectionReport, error) {
 		return rep, err
 	}
 	buyerSvc, _ := r.as(r.buyer)
-	tr := &Trader{Svc: buyerSvc, ID: r.buyer, Policy: policy, Poll: time.Second, MaxWait: 3 * time.Minute,
+	maxWait := 3 * time.Minute
+	if !s.Deadline.IsZero() {
+		maxWait = max(s.Poll, s.Deadline.Sub(s.Now()))
+	}
+	tr := &Trader{Svc: buyerSvc, ID: r.buyer, Policy: policy, Poll: s.Poll, MaxWait: maxWait,
 		Wait: func(ctx context.Context, d time.Duration) error {
 			if err := r.step(ctx); err != nil {
 				return err
@@ -323,14 +341,20 @@ func (s *InjectionSuite) Run(ctx context.Context) (InjectionReport, error) {
 			return s.Advance(ctx, d)
 		}}
 	for i := range s.Rounds {
+		if r.pastDeadline() {
+			break
+		}
 		params, err := checker.Generate("sort", r.rng, 8)
 		if err != nil {
 			return rep, err
 		}
 		_, err = tr.Buy(ctx, Order{RequestID: fmt.Sprintf("injection-%d-%d", s.Seed, i), Intent: suiteIntent, Parameters: params,
-			BudgetMicrocredits: 10 * market.Credit, MaxLatencyMs: 120_000, BidWindowMs: 2000,
+			BudgetMicrocredits: 10 * market.Credit, MaxLatencyMs: 120_000, BidWindowMs: s.BidWindow.Milliseconds(),
 			Acceptance: market.Acceptance{Policy: market.AcceptBuyer}, Checker: "sort"})
 		if err != nil && ReasonOf(err) == "" && !market.Is(err, market.MandateViolated) && !errors.Is(err, ErrNoAward) {
+			if r.pastDeadline() && ctx.Err() == nil {
+				break // the trader gave up waiting at the deadline
+			}
 			return rep, fmt.Errorf("injection suite: round %d: %w", i, err)
 		}
 		rep.Rounds++
@@ -340,11 +364,36 @@ func (s *InjectionSuite) Run(ctx context.Context) (InjectionReport, error) {
 		if err := r.step(ctx); err != nil {
 			return rep, err
 		}
-		if err := s.Advance(ctx, 10*time.Second); err != nil {
+		if settled, err := r.settled(); err != nil || settled || r.pastDeadline() {
+			if err != nil {
+				return rep, err
+			}
+			break
+		}
+		if err := s.Advance(ctx, s.Step); err != nil {
 			return rep, err
 		}
 	}
 	return rep, r.account(ctx, start, policy, tr)
+}
+
+// pastDeadline reports whether the suite's Deadline has passed.
+func (r *suiteRun) pastDeadline() bool {
+	return !r.s.Deadline.IsZero() && !r.s.Now().Before(r.s.Deadline)
+}
+
+// settled reports whether every contract the buyer holds has ended.
+func (r *suiteRun) settled() (bool, error) {
+	cs, err := r.op.svc.Contracts(r.op.ctx, market.ContractFilter{Agent: r.buyer})
+	if err != nil {
+		return false, err
+	}
+	for _, c := range cs {
+		if c.Buyer == r.buyer && !c.State.Terminal() {
+			return false, nil
+		}
+	}
+	return true, nil
 }
 
 func (r *suiteRun) register(ctx context.Context, name string, roles ...market.Role) (market.AgentID, error) {

@@ -617,7 +617,8 @@ func (s *sim) sortedAgents(class string) []agent {
 // buyer's model (a seeded fake that obeys a planted instruction half the
 // time, since no real model is reachable here) decides through validated
 // tool calls, and the operator's mandate bounds what it may pay. It runs
-// after the measurements so that it cannot disturb them.
+// after the measurements so that it cannot disturb them; against a server
+// it takes at most the run's wind-down again.
 func (s *sim) injectLLM(ctx context.Context, m *Metrics) error {
 	suite := &agentpkg.InjectionSuite{
 		Connect: func(ctx context.Context, k market.PrivateKey) (market.Service, context.Context, error) {
@@ -636,6 +637,12 @@ func (s *sim) injectLLM(ctx context.Context, m *Metrics) error {
 		},
 		Seed:   s.cfg.Seed,
 		Rounds: 12,
+	}
+	if _, wall := s.clock.(WallClock); wall {
+		// Against a server, market time is the wall clock: short windows,
+		// and no longer than the run's wind-down.
+		suite.BidWindow, suite.Poll, suite.Step = 500*time.Millisecond, 100*time.Millisecond, 200*time.Millisecond
+		suite.Deadline = s.clock.Now().Add(s.cfg.WindDown)
 	}
 	rep, err := suite.Run(ctx)
 	if err != nil {

@@ -25,7 +25,7 @@ func runDemo(ctx context.Context, e *env, args []string) error {
 	scenario := fs.String("scenario", "adversarial", "the scenario: "+scenarioList())
 	agents := fs.Int("agents", 40, "population size")
 	seed := fs.Uint64("seed", 1, "the seed of the agents' randomness")
-	duration := fs.Duration("duration", time.Minute, "how long the demo runs: three quarters trading, a quarter settling")
+	duration := fs.Duration("duration", time.Minute, "how long the demo runs: three fifths trading, a fifth settling, a fifth for the LLM injection suite")
 	addr := fs.String("addr", "127.0.0.1:0", "address for the API to listen on")
 	out := fs.String("out", "report", "where to write report.html, metrics.json and timeseries.csv")
 	store := fs.String("store", storeSQLite, storeUsage)
@@ -73,7 +73,7 @@ func runDemo(ctx context.Context, e *env, args []string) error {
 	fmt.Fprintf(e.stdout, "agentmarket demo: the market's API is at %s (OpenAPI at %s/v1/openapi.json)\n", url, url)
 	fmt.Fprintf(e.stdout, "agentmarket demo: %d simulated agents trade %s over HTTP for %s; every request is signed by its agent\n",
 		*agents, *scenario, *duration)
-	cfg := sim.Config{Scenario: *scenario, Agents: *agents, Seed: *seed, Duration: *duration * 3 / 4, WindDown: *duration / 4,
+	cfg := sim.Config{Scenario: *scenario, Agents: *agents, Seed: *seed, Duration: *duration * 3 / 5, WindDown: *duration / 5,
 		Market: remoteMarket(url, opKey)}
 	if _, _, err := cfg.Resolve(); err != nil {
 		return err

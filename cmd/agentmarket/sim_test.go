@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestSimWritesTheReportAndPrintsTheSummary(t *testing.T) {
@@ -50,8 +51,14 @@ func TestDemoTradesOverHTTPAndRefusesWireAttacks(t *testing.T) {
 	var stdout, stderr bytes.Buffer
 	out := t.TempDir()
 	args := []string{"demo", "--agents", "40", "--duration", "12s", "--out", out}
+	start := time.Now()
 	if err := run(context.Background(), args, func(string) string { return "" }, strings.NewReader(""), &stdout, &stderr); err != nil {
 		t.Fatalf("demo: %v\nstderr:\n%s", err, stderr.String())
+	}
+	// --duration bounds the demo, the LLM injection suite included; the
+	// slack is for setup and a loaded machine, not a speed target.
+	if took := time.Since(start); took > 12*time.Second+45*time.Second {
+		t.Errorf("demo --duration 12s took %s", took)
 	}
 	for _, want := range []string{"the market's API is at http://127.0.0.1:", "scenario adversarial", "stolen", "report: "} {
 		if !strings.Contains(stdout.String(), want) {
@@ -81,7 +88,7 @@ func TestDemoTradesOverHTTPAndRefusesWireAttacks(t *testing.T) {
 		t.Errorf("%d contracts over HTTP, %d µcr stolen", m.Volume.Contracts, m.Stolen)
 	}
 	for _, a := range m.Attacks {
-		if (a.Name == "replay" || a.Name == "forgery") && (!a.Applicable || a.Attempts == 0 || a.Blocked != a.Attempts) {
+		if (a.Name == "replay" || a.Name == "forgery" || a.Name == "LLM prompt injection") && (!a.Applicable || a.Attempts == 0 || a.Blocked != a.Attempts) {
 			t.Errorf("%s over HTTP: %+v", a.Name, a)
 		}
 	}

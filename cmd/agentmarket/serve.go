@@ -40,7 +40,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	publicURL := fs.String("public-url", e.getenv("AGENTMARKET_PUBLIC_URL"), "the API's public base URL, for the agent card (env AGENTMARKET_PUBLIC_URL); default the request's host")
 	maxBody := fs.Int64("max-body", 1<<20, "the largest request body, in bytes")
 	tick := fs.Duration("tick", 200*time.Millisecond, "how often the market's deadlines run")
-	store := fs.String("store", storeSQLite, storeUsage)
+	store := fs.String("store", e.envOr("AGENTMARKET_STORE", storeSQLite), storeUsage+" (env AGENTMARKET_STORE)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}

@@ -203,7 +203,7 @@ func HTTPBench(ctx context.Context, cfg HTTPConfig) (*HTTPReport, error) {
 				"The window must outlast posting the intent and placing its bids under load; bids that arrive later fail with bidding_closed.",
 				cfg.Agents, cfg.InFlight, cfg.BidWindow, cfg.Agents*cfg.InFlight,
 				progress.Count(int64(float64(cfg.Agents*cfg.InFlight)/cfg.BidWindow.Seconds()))),
-			"Every system is durable: the ledger fsyncs its journal and the market store commits with synchronous=FULL before a call returns.",
+			"Every system is durable: the ledger fsyncs its journal, and the market store commits with synchronous=FULL (SQLite) or fsyncs its journal (the journal store), before a call returns.",
 			"The money check: at the end no agent has funds held in escrow, and what the buyers paid equals what the sellers earned plus the market's fees.",
 		},
 	}

@@ -30,7 +30,8 @@ func runBenchHTTP(ctx context.Context, e *env, args []string) error {
 	window := fs.Duration("bid-window", 0, "every intent's bidding window (default 1s, or 300ms with --quick)")
 	poll := fs.Duration("poll", 5*time.Millisecond, "how long a buyer waits before asking again for bids still sealed after the deadline; it doubles, up to 8 times")
 	tick := fs.Duration("tick", 10*time.Millisecond, "how often each market runs its deadlines (serve --tick), which closes bidding")
-	systems := fs.String("systems", "in-process,http", "systems to run, comma-separated, the baseline first")
+	systems := fs.String("systems", "in-process,http",
+		"systems to run, comma-separated, the baseline first: in-process or http on the SQLite market store, in-process-journal or http-journal on the journal store")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	dir := fs.String("dir", "", "where runs put their data (default the system's temporary directory)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole benchmark, server included, to this file")
@@ -66,11 +67,15 @@ func runBenchHTTP(ctx context.Context, e *env, args []string) error {
 	for _, s := range splitList(*systems) {
 		switch s {
 		case "in-process":
-			cfg.Systems = append(cfg.Systems, inProcessSystem(*tick))
+			cfg.Systems = append(cfg.Systems, inProcessSystem(s, storeSQLite, *tick))
+		case "in-process-journal":
+			cfg.Systems = append(cfg.Systems, inProcessSystem(s, storeJournal, *tick))
 		case "http":
-			cfg.Systems = append(cfg.Systems, serveSystem(e, *tick))
+			cfg.Systems = append(cfg.Systems, serveSystem(e, s, storeSQLite, *tick))
+		case "http-journal":
+			cfg.Systems = append(cfg.Systems, serveSystem(e, s, storeJournal, *tick))
 		default:
-			return fmt.Errorf("bench http: unknown system %q (want in-process or http)", s)
+			return fmt.Errorf("bench http: unknown system %q (want in-process, http, in-process-journal or http-journal)", s)
 		}
 	}
 
@@ -108,14 +113,20 @@ func runBenchHTTP(ctx context.Context, e *env, args []string) error {
 	return nil
 }
 
-// inProcessSystem is the baseline: the engine on the embedded store, as
-// serve opens it, called directly.
-func inProcessSystem(tick time.Duration) bench.LifecycleSystem {
+// storeAbout says what a system's market store is, for the report.
+var storeAbout = map[string]string{
+	storeSQLite:  "the market store on SQLite",
+	storeJournal: "the market store in memory behind its journal (serve --store journal)",
+}
+
+// inProcessSystem is the baseline: the engine on the embedded store (the
+// market store that store names), as serve opens it, called directly.
+func inProcessSystem(name, store string, tick time.Duration) bench.LifecycleSystem {
 	return bench.LifecycleSystem{
-		Name:  "in-process",
-		About: "the engine on the ledger and SQLite, called directly: no HTTP, no signatures",
+		Name:  name,
+		About: "the engine on the ledger and " + storeAbout[store] + ", called directly: no HTTP, no signatures",
 		Open: func(ctx context.Context, dir string) (*bench.LifecycleMarket, error) {
-			st, err := openStack(ctx, dir, stackOptions{})
+			st, err := openStack(ctx, dir, stackOptions{Store: store})
 			if err != nil {
 				return nil, err
 			}
@@ -135,17 +146,17 @@ func inProcessSystem(tick time.Duration) bench.LifecycleSystem {
 	}
 }
 
-// serveSystem runs agentmarket serve on a free loopback port, and the
-// agents reach it through the Go SDK.
-func serveSystem(e *env, tick time.Duration) bench.LifecycleSystem {
+// serveSystem runs agentmarket serve --store store on a free loopback
+// port, and the agents reach it through the Go SDK.
+func serveSystem(e *env, name, store string, tick time.Duration) bench.LifecycleSystem {
 	return bench.LifecycleSystem{
-		Name:  "http",
-		About: "agentmarket serve on loopback, reached through the Go SDK: RFC 9421 signatures, idempotency keys, JSON",
+		Name:  name,
+		About: "agentmarket serve on loopback with " + storeAbout[store] + ", reached through the Go SDK: RFC 9421 signatures, idempotency keys, JSON",
 		Open: func(ctx context.Context, dir string) (*bench.LifecycleMarket, error) {
 			sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 			out, w := io.Pipe()
 			done := make(chan error, 1)
-			args := []string{"--addr", "127.0.0.1:0", "--data", dir, "--log-level", "warn", "--tick", tick.String(), "--rate-limit", "1000000"}
+			args := []string{"--addr", "127.0.0.1:0", "--data", dir, "--log-level", "warn", "--tick", tick.String(), "--rate-limit", "1000000", "--store", store}
 			// The benchmark's environment must not reconfigure the server.
 			senv := &env{getenv: func(string) string { return "" }, stdout: w, stderr: e.stderr}
 			go func() {

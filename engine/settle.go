@@ -187,41 +187,44 @@ func (e *Engine) outcome(c *market.Contract, s *settlement, now time.Time) marke
 	return o
 }
 
-// receiptChain remembers the hash of the newest receipt the engine
-// signed. appendReceipt runs inside a store transaction, on the store's
-// one writer; with the hash at hand it chains the next receipt to that
-// one without marshalling and hashing it again.
+// receiptChain remembers the newest receipt the engine stored, unsigned,
+// and its hash. appendReceipt runs inside a store transaction, on the
+// store's one writer; with the hash at hand it chains the next receipt to
+// that one without marshalling and hashing it again.
 type receiptChain struct {
 	mu   sync.Mutex
-	seq  uint64
-	sig  string // the receipt's signature, which stands for its signed bytes: ed25519 signatures are deterministic
+	last market.Receipt // Signature empty
 	hash string
 }
 
 // prevHash returns the hash of last, the newest stored receipt: the one
-// remembered if it is that receipt, else computed.
-func (ch *receiptChain) prevHash(last *market.Receipt) string {
+// remembered if last is that receipt, else computed. Every field of a
+// receipt but its Signature is signed and hashed, so equal fields are
+// equal hashes; a receipt whose transaction failed, or one another
+// engine stored, does not compare equal and is hashed afresh.
+func (ch *receiptChain) prevHash(last market.Receipt) string {
+	last.Signature = ""
 	ch.mu.Lock()
-	seq, sig, hash := ch.seq, ch.sig, ch.hash
+	hash := ch.hash
+	known := hash != "" && ch.last == last
 	ch.mu.Unlock()
-	if seq == last.Seq && sig == last.Signature && sig != "" {
+	if known {
 		return hash
 	}
 	return last.Hash()
 }
 
-// remember notes the receipt just signed. If its transaction fails, the
-// store's newest receipt is another one, whose signature differs, and
-// prevHash computes its hash.
-func (ch *receiptChain) remember(seq uint64, sig, hash string) {
+func (ch *receiptChain) remember(r market.Receipt, hash string) {
+	r.Signature = ""
 	ch.mu.Lock()
-	ch.seq, ch.sig, ch.hash = seq, sig, hash
+	ch.last, ch.hash = r, hash
 	ch.mu.Unlock()
 }
 
-// appendReceipt signs the settlement's receipt, chained to the last one.
-// It is market.Receipt.Sign with the receipt's signed bytes marshalled
-// once, for the signature and for the next receipt's PrevHash.
+// appendReceipt stores the settlement's receipt, chained to the last one
+// and signed. It is market.Receipt.Sign with the receipt's signed bytes
+// marshalled once, for the signature and for the next receipt's PrevHash.
+// A store whose Tx is a market.ReceiptSigningTx signs it off its writer.
 func (e *Engine) appendReceipt(tx market.Tx, c *market.Contract, o *market.Outcome) (uint64, error) {
 	r := market.Receipt{Seq: 1, Contract: c.ID, IntentID: c.IntentID, Intent: c.Intent, Buyer: c.Buyer, Seller: c.Seller,
 		PriceMicrocredits: c.PriceMicrocredits, PaidMicrocredits: o.PaidMicrocredits, RefundedMicrocredits: o.RefundedMicrocredits,
@@ -233,18 +236,25 @@ func (e *Engine) appendReceipt(tx market.Tx, c *market.Contract, o *market.Outco
 	last, err := tx.LastReceipt()
 	switch {
 	case err == nil:
-		r.Seq, r.PrevHash = last.Seq+1, e.chain.prevHash(&last)
+		r.Seq, r.PrevHash = last.Seq+1, e.chain.prevHash(last)
 	case !market.Is(err, market.NotExist):
 		return 0, err
 	}
 	r.Market = e.did
 	signed := r.SignedBytes()
-	r.Signature = base64.RawURLEncoding.EncodeToString(e.cfg.Key.Sign(signed))
-	if err := tx.PutReceipt(r); err != nil {
+	key := e.cfg.Key
+	sign := func() string { return base64.RawURLEncoding.EncodeToString(key.Sign(signed)) }
+	if stx, ok := tx.(market.ReceiptSigningTx); ok {
+		err = stx.PutReceiptSigning(r, sign)
+	} else {
+		r.Signature = sign()
+		err = tx.PutReceipt(r)
+	}
+	if err != nil {
 		return 0, err
 	}
 	sum := sha256.Sum256(signed)
-	e.chain.remember(r.Seq, r.Signature, hex.EncodeToString(sum[:]))
+	e.chain.remember(r, hex.EncodeToString(sum[:]))
 	return r.Seq, nil
 }
 

@@ -494,11 +494,24 @@ func (r *reader) OpenContracts(seller market.AgentID, intent string) (int, error
 	return n, r.err
 }
 
+// lockReceipts read-locks the state for the writer's reader, which reads
+// receipts whose signatures the syncer may be setting (see
+// PutReceiptSigning), and returns the unlock. A View's reader holds the
+// lock already, and reads only signed receipts.
+func (r *reader) lockReceipts() func() {
+	if r.locked {
+		return func() {}
+	}
+	r.s.mu.RLock()
+	return r.s.mu.RUnlock
+}
+
 func (r *reader) Receipt(seq uint64) (market.Receipt, error) {
 	if err := r.begin(); err != nil {
 		return market.Receipt{}, err
 	}
 	defer r.end()
+	defer r.lockReceipts()()
 	if seq == 0 || seq > uint64(r.lastReceipt()) {
 		return market.Receipt{}, notFound("receipt", strconv.FormatUint(seq, 10))
 	}
@@ -514,6 +527,7 @@ func (r *reader) LastReceipt() (market.Receipt, error) {
 		return market.Receipt{}, err
 	}
 	defer r.end()
+	defer r.lockReceipts()()
 	last := r.lastReceipt()
 	if last == 0 {
 		return market.Receipt{}, market.Errorf(market.NotExist, "receipt_not_found", "there are no receipts yet")

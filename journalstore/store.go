@@ -24,6 +24,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"runtime"
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
@@ -145,7 +146,8 @@ type batch struct {
 	ver      uint64
 	reqs     []outcome
 	changes  []change
-	events   int64 // the newest event once the batch is durable
+	signs    []receiptSign // receipts to sign before the record is written
+	events   int64         // the newest event once the batch is durable
 	receipts int64
 }
 
@@ -462,6 +464,7 @@ func (s *Store) handOff(b *batch) {
 	w := s.w
 	b.changes = w.changes(make(map[ref]bool, len(w.dirty)))
 	w.dirty = w.dirty[:0]
+	b.signs, w.signs = w.signs, nil
 	if len(b.changes) > 0 {
 		s.lastVer = b.ver
 	}
@@ -480,6 +483,7 @@ func (s *Store) sync() {
 		}
 		err := s.failure()
 		if err == nil && len(b.changes) > 0 {
+			s.signReceipts(b.signs)
 			buf = append(buf[:0], make([]byte, headerSize)...)
 			buf = encodeChanges(buf, b.changes)
 			pos := position{seq: b.ver}
@@ -513,6 +517,32 @@ func (s *Store) sync() {
 			buf = nil // do not keep a huge record's buffer
 		}
 	}
+}
+
+// signReceipts signs a batch's receipts that wait for it, on all CPUs
+// when there are many, and sets their signatures under mu, for the writer
+// may be reading them.
+func (s *Store) signReceipts(rs []receiptSign) {
+	if len(rs) == 0 {
+		return
+	}
+	sigs := make([]string, len(rs))
+	const perWorker = 16
+	workers := min(runtime.GOMAXPROCS(0), (len(rs)+perWorker-1)/perWorker)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for i := w; i < len(rs); i += workers {
+				sigs[i] = rs[i].sign()
+			}
+		})
+	}
+	wg.Wait()
+	s.st.mu.Lock()
+	for i := range rs {
+		rs[i].v.val.Signature = sigs[i]
+	}
+	s.st.mu.Unlock()
 }
 
 // publish makes a durable version the one new Views read, and wakes

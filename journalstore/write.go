@@ -23,12 +23,22 @@ type writer struct {
 	keepAll bool            // nothing goes cold: evictQ stays empty
 	buf     []byte          // for encoding evicted values
 
+	// signs are the batch's receipts that the syncer signs; see
+	// PutReceiptSigning.
+	signs []receiptSign
+
 	// Marks at the start of the running fn, to undo its appends.
-	fnEvents, fnReceipts int64
-	fnDirty, fnGC        int // into dirty and gc
+	fnEvents, fnReceipts   int64
+	fnDirty, fnGC, fnSigns int // into dirty, gc and signs
 
 	// The batch's appends start after these.
 	batchEvents, batchReceipts int64
+}
+
+// receiptSign is a receipt waiting for its signature, and what makes it.
+type receiptSign struct {
+	v    *version[market.Receipt]
+	sign func() string
 }
 
 // gcItem names an object that version ver gave a new value, whose old
@@ -58,7 +68,7 @@ func (w *writer) wrote(r ref, replaced bool) {
 func (w *writer) startFn() {
 	w.undo = w.undo[:0]
 	w.fnEvents, w.fnReceipts = w.s.events.last, w.s.receipts.last
-	w.fnDirty, w.fnGC = len(w.dirty), w.gc.len()
+	w.fnDirty, w.fnGC, w.fnSigns = len(w.dirty), w.gc.len(), len(w.signs)
 }
 
 // rollback undoes the running fn's writes, newest first, as if it never
@@ -82,6 +92,8 @@ func (w *writer) rollback() {
 	s.receipts.last = w.fnReceipts
 	w.dirty = w.dirty[:w.fnDirty]
 	w.gc.truncate(w.fnGC)
+	clear(w.signs[w.fnSigns:])
+	w.signs = w.signs[:w.fnSigns]
 }
 
 // pop removes the newest value of r's object, which the running fn wrote,
@@ -310,12 +322,14 @@ func (w *writer) putIdempotency(rec market.IdempotencyRecord) {
 // appendReceipt stores the next receipt. The caller checked its Seq.
 // Receipts and events never change, so their one version is version 0,
 // which every reader sees; a reader's snapshot says how many it sees.
-func (w *writer) appendReceipt(r market.Receipt) {
+func (w *writer) appendReceipt(r market.Receipt) *version[market.Receipt] {
 	s := w.s
+	v := &version[market.Receipt]{val: r}
 	s.mu.Lock()
 	s.receipts.last++
-	s.receipts.set(s.receipts.last, slot[market.Receipt]{v: &version[market.Receipt]{val: r}})
+	s.receipts.set(s.receipts.last, slot[market.Receipt]{v: v})
 	s.mu.Unlock()
+	return v
 }
 
 // appendEvent stores an event whose Seq is the next number.
@@ -415,7 +429,7 @@ type writeTx struct {
 	w *writer
 }
 
-var _ market.Tx = (*writeTx)(nil)
+var _ market.ReceiptSigningTx = (*writeTx)(nil)
 
 func (t *writeTx) check() error {
 	if t.done {
@@ -523,6 +537,28 @@ func (t *writeTx) PutContract(c market.Contract) error {
 // PutReceipt stores the next receipt: its Seq must be one more than the
 // newest receipt's, or 1 for the first, else it is a Conflict error.
 func (t *writeTx) PutReceipt(r market.Receipt) error {
+	if err := t.checkReceipt(&r); err != nil {
+		return err
+	}
+	t.w.appendReceipt(cloneReceipt(r))
+	return nil
+}
+
+// PutReceiptSigning stores the next receipt as PutReceipt does, and has
+// the syncer sign it: the syncer calls sign before it journals the batch,
+// sets the receipt's Signature under mu, and only then makes the batch
+// durable and visible. Until then the writer's later fns may read the
+// receipt unsigned; the writer reads receipts under mu for that reason.
+func (t *writeTx) PutReceiptSigning(r market.Receipt, sign func() string) error {
+	if err := t.checkReceipt(&r); err != nil {
+		return err
+	}
+	v := t.w.appendReceipt(cloneReceipt(r))
+	t.w.signs = append(t.w.signs, receiptSign{v, sign})
+	return nil
+}
+
+func (t *writeTx) checkReceipt(r *market.Receipt) error {
 	if err := t.check(); err != nil {
 		return err
 	}
@@ -531,7 +567,6 @@ func (t *writeTx) PutReceipt(r market.Receipt) error {
 		return market.Errorf(market.Conflict, "receipt_out_of_sequence",
 			"receipt %d cannot follow receipt %d: want %d", r.Seq, last, last+1)
 	}
-	t.w.appendReceipt(cloneReceipt(r))
 	return nil
 }
 

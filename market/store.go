@@ -139,6 +139,21 @@ type Tx interface {
 	UseNonce(agent AgentID, nonce string, expires time.Time) error
 }
 
+// ReceiptSigningTx is a Tx that can sign a receipt off the goroutine
+// that runs its store's transactions. A store that runs them one at a
+// time implements it so that the signature, the costliest step of a
+// settlement, does not hold up the transactions behind it.
+type ReceiptSigningTx interface {
+	Tx
+	// PutReceiptSigning stores r, whose Signature is empty, as PutReceipt
+	// does, and sets its Signature to what sign returns. The store calls
+	// sign at most once, after the transaction's function returns and
+	// before the receipt is durable or a View can read it; transactions
+	// that run before then may read it unsigned. If the transaction
+	// fails, sign may not be called.
+	PutReceiptSigning(r Receipt, sign func() string) error
+}
+
 // ScoreRecord is an agent's reputation aggregate for one intent type, or
 // all of them when Intent is empty. Good and Bad are time-decayed sums of
 // outcome weight times quality and times one minus quality, as of

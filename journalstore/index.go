@@ -372,6 +372,15 @@ func (m fewSets[K]) remove(k K, seq int64) {
 	m[k] = v
 }
 
+// len returns how many numbers the set holds.
+func (m fewSets[K]) len(k K) int {
+	v := m[k]
+	if v.more != nil {
+		return v.more.Len()
+	}
+	return int(v.n)
+}
+
 // each calls fn on the set's numbers in order until fn returns false.
 func (m fewSets[K]) each(k K, fn func(seq int64) bool) {
 	v := m[k]

@@ -188,6 +188,9 @@ func (r *reader) offers(set *sorted[idKey], keep func(*market.Offer) bool) []mar
 	var out []market.Offer
 	set.ascendAll(func(id idKey) bool {
 		if o, ok := getKeyed(r, r.s.offers, string(id)); ok && keep(&o) {
+			if out == nil {
+				out = make([]market.Offer, 0, set.Len())
+			}
 			out = append(out, cloneOffer(o))
 		}
 		return true
@@ -373,6 +376,9 @@ func (r *reader) Bids(intentID string) ([]market.Bid, error) {
 	var out []market.Bid
 	r.s.bidByIntent.each(intentID, func(seq int64) bool {
 		if b := atSeq(r, &r.s.bids, seq); b != nil && b.Intent == intentID {
+			if out == nil {
+				out = make([]market.Bid, 0, r.s.bidByIntent.len(intentID))
+			}
 			out = append(out, cloneBid(b.Bid))
 		}
 		return true

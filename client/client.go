@@ -48,8 +48,21 @@ var _ market.Service = (*Client)(nil)
 // Option configures a Client.
 type Option func(*Client)
 
-// WithHTTPClient sends requests with h instead of a default client.
+// WithHTTPClient sends requests with h instead of the default client,
+// which shares one transport among every Client of the process.
 func WithHTTPClient(h *http.Client) Option { return func(c *Client) { c.http = h } }
+
+// defaultTransport is the transport of Clients made without
+// WithHTTPClient, shared so that the agents of one process share their
+// connections to a market. It keeps up to 64 idle connections per host
+// where http.DefaultTransport keeps 2: with more calls in flight than
+// that, nearly every call would open a new connection and close it after
+// one response.
+var defaultTransport = func() *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConnsPerHost = 64
+	return t
+}()
 
 // WithClock sets the clock that dates signatures. Default time.Now.
 func WithClock(now func() time.Time) Option { return func(c *Client) { c.now = now } }
@@ -73,7 +86,7 @@ func New(baseURL string, key market.PrivateKey, opts ...Option) *Client {
 	c := &Client{
 		base:       strings.TrimRight(baseURL, "/"),
 		key:        key,
-		http:       &http.Client{},
+		http:       &http.Client{Transport: defaultTransport},
 		now:        time.Now,
 		retries:    6,
 		minBackoff: 50 * time.Millisecond,

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"sync"
@@ -334,5 +335,42 @@ func TestEveryMethodMatchesTheEngine(t *testing.T) {
 	}
 	if err := m.CheckMoney(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestConcurrentCallsReuseConnections makes 16 calls at once, again and
+// again, with the default HTTP client: each round after the first should
+// find the connections the previous one left idle, where Go's default
+// transport keeps only two and would open most of them anew.
+func TestConcurrentCallsReuseConnections(t *testing.T) {
+	m := httpapitest.New(t, httpapitest.Options{})
+	var opened atomic.Int64
+	srv := httptest.NewUnstartedServer(m.Handler)
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			opened.Add(1)
+		}
+	}
+	srv.Start()
+	t.Cleanup(srv.Close)
+	buyer := mustAgent(t, srv.URL, "buyer", "op-buyer", market.RoleBuyer)
+
+	const calls, rounds = 16, 10
+	for range rounds {
+		var wg sync.WaitGroup
+		for range calls {
+			wg.Go(func() {
+				if _, err := buyer.Balance(t.Context(), buyer.ID()); err != nil {
+					t.Error(err)
+				}
+			})
+		}
+		wg.Wait()
+	}
+	// The first round opens up to one connection per call; later rounds
+	// may open a few when a call starts before another's connection is
+	// back in the pool, but not one per call.
+	if n := opened.Load(); n > 3*calls {
+		t.Errorf("%d calls in %d rounds of %d opened %d connections, want at most %d", calls*rounds, rounds, calls, n, 3*calls)
 	}
 }

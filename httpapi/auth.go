@@ -175,24 +175,49 @@ func (s *server) registered(ctx context.Context, id market.AgentID) error {
 // refuses one that was used before: a replay, on this node or another.
 func (s *server) nonceChecked(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		st := stateOf(r)
-		if !st.signed {
-			next.ServeHTTP(w, r)
-			return
-		}
-		err := s.store.Update(r.Context(), func(tx market.Tx) error {
-			return tx.UseNonce(market.AgentID(st.caller), st.nonce, st.nonceExpires)
-		})
-		if market.Is(err, market.Exist) {
-			writeError(w, r, s.log, unauthenticated(codeNonceReused, "nonce %q was already used: the request is a replay", truncate(st.nonce, 40)))
-			return
-		}
-		if err != nil {
-			writeError(w, r, s.log, fmt.Errorf("record nonce: %w", err))
+		if _, _, err := s.useNonce(r.Context(), stateOf(r), ""); err != nil {
+			writeError(w, r, s.log, err)
 			return
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// useNonce records a signed request's nonce, as nonceChecked does, and
+// returns a nonce_reused problem for a replay; an unsigned request has no
+// nonce. Given an idempotency key it also reads the key's record, in the
+// same transaction: a POST or PUT then needs no read transaction of its
+// own.
+func (s *server) useNonce(ctx context.Context, st *requestState, idempotencyKey string) (rec market.IdempotencyRecord, found bool, err error) {
+	if !st.signed {
+		return rec, false, nil
+	}
+	reused := false
+	err = s.store.Update(ctx, func(tx market.Tx) error {
+		rec, found, reused = market.IdempotencyRecord{}, false, false
+		if err := tx.UseNonce(market.AgentID(st.caller), st.nonce, st.nonceExpires); err != nil {
+			reused = market.Is(err, market.Exist)
+			return err
+		}
+		if idempotencyKey == "" {
+			return nil
+		}
+		r, err := tx.Idempotency(idempotencyKey)
+		switch {
+		case err == nil:
+			rec, found = r, true
+		case !market.Is(err, market.NotExist):
+			return fmt.Errorf("read idempotency record: %w", err)
+		}
+		return nil
+	})
+	switch {
+	case err == nil:
+		return rec, found, nil
+	case reused:
+		return rec, false, unauthenticated(codeNonceReused, "nonce %q was already used: the request is a replay", truncate(st.nonce, 40))
+	}
+	return rec, false, fmt.Errorf("record nonce: %w", err)
 }
 
 // knownAgents remembers registered agents, which are never removed, so

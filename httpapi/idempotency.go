@@ -26,50 +26,66 @@ const maxIdempotencyKeyBytes = 255
 // The key is required on every signed POST and PUT. Registration may be
 // unsigned; there it is honoured only when the request is signed, since
 // an anonymous key has no scope, and registration is idempotent anyway.
+//
+// It checks a signed request's nonce too (nonceChecked does for the other
+// methods), in the transaction that reads the key's record: one store
+// transaction where a nonce write and a read took two.
 func (s *server) idempotent(rt route, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		st := stateOf(r)
 		key := r.Header.Get("Idempotency-Key")
-		if !st.signed || (key == "" && rt.access == enrolling) {
+		var invalid error
+		switch {
+		case !st.signed || (key == "" && rt.access == enrolling):
+			// No scope for a key: only the nonce, if any, is checked.
+		case key == "":
+			invalid = problem(market.Invalid, "idempotency_key_required",
+				fmt.Sprintf("%s %s needs an Idempotency-Key header: a unique value per logical request, reused on retries", rt.method, rt.path))
+		case !validIdempotencyKey(key):
+			invalid = problem(market.Invalid, "invalid_idempotency_key",
+				fmt.Sprintf("an Idempotency-Key is 1 to %d visible ASCII characters", maxIdempotencyKeyBytes))
+		}
+		if !st.signed || key == "" || invalid != nil {
+			// No record to read: the nonce alone, then the handler or
+			// the problem with the key.
+			_, _, err := s.useNonce(r.Context(), st, "")
+			if err == nil {
+				err = invalid
+			}
+			if err != nil {
+				writeError(w, r, s.log, err)
+				return
+			}
 			next.ServeHTTP(w, r)
-			return
-		}
-		if key == "" {
-			writeError(w, r, s.log, problem(market.Invalid, "idempotency_key_required",
-				fmt.Sprintf("%s %s needs an Idempotency-Key header: a unique value per logical request, reused on retries", rt.method, rt.path)))
-			return
-		}
-		if !validIdempotencyKey(key) {
-			writeError(w, r, s.log, problem(market.Invalid, "invalid_idempotency_key",
-				fmt.Sprintf("an Idempotency-Key is 1 to %d visible ASCII characters", maxIdempotencyKeyBytes)))
 			return
 		}
 		scoped := "http/" + st.caller + "/" + key
 		hash := requestHash(r, st.body)
 
 		if !s.inflight.add(scoped) {
+			// The nonce is recorded all the same, so that a replay of the
+			// request still running is told it is one.
+			if _, _, err := s.useNonce(r.Context(), st, ""); err != nil {
+				writeError(w, r, s.log, err)
+				return
+			}
 			writeError(w, r, s.log, withRetryAfter(problem(market.Conflict, "request_in_flight",
 				"a request with this Idempotency-Key is still being processed; retry after it finishes"), http.StatusConflict, 1))
 			return
 		}
 		defer s.inflight.remove(scoped)
 
-		var rec market.IdempotencyRecord
-		err := s.store.View(r.Context(), func(tx market.ReadTx) error {
-			var err error
-			rec, err = tx.Idempotency(scoped)
-			return err
-		})
+		rec, found, err := s.useNonce(r.Context(), st, scoped)
 		switch {
-		case err == nil && rec.RequestHash == hash:
+		case err != nil:
+			writeError(w, r, s.log, err)
+			return
+		case found && rec.RequestHash == hash:
 			replay(w, rec)
 			return
-		case err == nil:
+		case found:
 			writeError(w, r, s.log, &statusError{status: http.StatusUnprocessableEntity, err: problem(market.Invalid, "idempotency_key_reused",
 				"this Idempotency-Key was used for a different request; use a new key for a new request")})
-			return
-		case !market.Is(err, market.NotExist):
-			writeError(w, r, s.log, fmt.Errorf("read idempotency record: %w", err))
 			return
 		}
 

@@ -103,6 +103,7 @@ func TestIdempotency(t *testing.T) {
 
 	t.Run("ARequestInFlightIs409", func(t *testing.T) {
 		slow := rawRequest(t, "POST", intentURL, intent("slow"), signing{key: buyer.Key, idem: "k-6"})
+		replayed := slow.Clone(t.Context())
 		done := make(chan int)
 		go func() {
 			// Only the test goroutine may fail the test: report the status.
@@ -116,7 +117,13 @@ func TestIdempotency(t *testing.T) {
 		}()
 		<-gate.entered
 		r := send(t, rawRequest(t, "POST", intentURL, intent("slow"), signing{key: buyer.Key, idem: "k-6"}))
+		// The same request byte for byte, nonce included, is a replay
+		// while the first is running too.
+		rp := send(t, replayed)
 		close(gate.release)
+		if rp.status != http.StatusUnauthorized || rp.problem.Code != "nonce_reused" {
+			t.Fatalf("a replay of the request in flight: %d %s", rp.status, rp.body)
+		}
 		if r.status != http.StatusConflict || r.problem.Code != "request_in_flight" || r.header.Get("Retry-After") == "" {
 			t.Fatalf("concurrent duplicate: %d %s Retry-After %q", r.status, r.body, r.header.Get("Retry-After"))
 		}

@@ -171,15 +171,17 @@ func stateOf(r *http.Request) *requestState {
 
 // handle wraps a route's handler in the middleware, outermost first:
 // panic recovery, the body cap, unknown query parameters, signature
-// verification, the rate limit, the nonce check, and idempotency for POST
-// and PUT. The rate limit comes before the nonce so that a flood costs no
-// store writes.
+// verification, the rate limit, then the nonce check, and for POST and
+// PUT idempotency, which checks the nonce in the transaction that reads
+// the idempotency record. The rate limit comes before the nonce so that a
+// flood costs no store writes.
 func (s *server) handle(rt route) http.Handler {
 	var h http.Handler = s.api(rt.handler)
 	if rt.method == http.MethodPost || rt.method == http.MethodPut {
 		h = s.idempotent(rt, h)
+	} else {
+		h = s.nonceChecked(h)
 	}
-	h = s.nonceChecked(h)
 	h = s.rateLimited(h)
 	h = s.authenticated(rt, h)
 	h = s.queryChecked(rt, h)

@@ -644,12 +644,14 @@ func (r *HTTPReport) WriteTable(w io.Writer) error {
 			r.Machine.LoadAtStart, r.Machine.LoadAtEnd, r.Machine.CPUs)
 	}
 	b.WriteString("\n")
+	tw := tabwriter.NewWriter(&b, 0, 0, 1, ' ', 0)
 	for _, run := range r.Runs {
-		fmt.Fprintf(&b, "  %-10s %s\n", run.System, r.Systems[run.System])
+		fmt.Fprintf(tw, "  %s\t%s\n", run.System, r.Systems[run.System])
 	}
+	tw.Flush()
 	b.WriteString("\n")
 
-	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', tabwriter.AlignRight)
+	tw = tabwriter.NewWriter(&b, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "system\tlifecycles\tfailed\tseconds\tlifecycles/s\tlifecycle p50\tlifecycle p99\tclose lag p50\tclose lag p99\tsealed polls\tmoney check\t")
 	for _, run := range r.Runs {
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%.2f\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", run.System, progress.Count(run.Lifecycles), run.Failed, run.Seconds,

@@ -42,9 +42,14 @@ type change struct {
 // changes lists what the batch wrote: each object it gave a new value
 // once, with its newest value, then its events and receipts in order.
 // Objects whose new values were all undone are left out.
-func (w *writer) changes(seen map[ref]bool) []change {
+func (w *writer) changes() []change {
 	s := w.s
-	var cs []change
+	if w.seen == nil {
+		w.seen = make(map[ref]bool)
+	}
+	seen := w.seen
+	defer clear(seen)
+	cs := make([]change, 0, len(w.dirty)+int(s.events.last-w.batchEvents)+int(s.receipts.last-w.batchReceipts))
 	for _, r := range w.dirty {
 		if seen[r] {
 			continue

@@ -462,7 +462,7 @@ func (s *Store) call(fn func(market.Tx) error, tx market.Tx) (err error) {
 // handOff seals the batch and gives it to the syncer.
 func (s *Store) handOff(b *batch) {
 	w := s.w
-	b.changes = w.changes(make(map[ref]bool, len(w.dirty)))
+	b.changes = w.changes()
 	w.dirty = w.dirty[:0]
 	b.signs, w.signs = w.signs, nil
 	if len(b.changes) > 0 {

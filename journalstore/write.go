@@ -16,8 +16,9 @@ type writer struct {
 	now func() time.Time
 	ver uint64 // the version being written
 
-	undo    []ref // the running fn's writes, oldest first
-	dirty   []ref // the batch's writes
+	undo    []ref        // the running fn's writes, oldest first
+	dirty   []ref        // the batch's writes
+	seen    map[ref]bool // changes' scratch space
 	gc      fifo[gcItem]
 	evictQ  fifo[evictItem] // written objects that may go cold, oldest first
 	keepAll bool            // nothing goes cold: evictQ stays empty

@@ -1,8 +1,10 @@
 package httpapi
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -414,9 +416,21 @@ func handleStats(svc market.Service) apiHandler {
 	}
 }
 
-func handleHealth() apiHandler {
+// healthTimeout bounds how long /healthz waits for the store to answer.
+const healthTimeout = 2 * time.Second
+
+// handleHealth answers 200 when the market store answers a read, and 503
+// otherwise, so that a load balancer takes a node whose database is
+// unreachable out of rotation. The store's error goes to the log only.
+func handleHealth(store market.Store, log *slog.Logger) apiHandler {
 	return func(w http.ResponseWriter, r *http.Request) error {
 		w.Header().Set("Cache-Control", "no-store")
+		ctx, cancel := context.WithTimeout(r.Context(), healthTimeout)
+		defer cancel()
+		if err := store.View(ctx, func(market.ReadTx) error { return nil }); err != nil {
+			log.Warn("healthz: the market store does not answer", "err", err)
+			return market.E(market.Transient, market.Code("store_unavailable"), "the market store does not answer")
+		}
 		return encode(w, http.StatusOK, Health{Status: "ok"})
 	}
 }

@@ -151,7 +151,7 @@ func routes(s *server) []route {
 			summary: "The events the caller may see: a server-sent event stream (Accept: text/event-stream) or a JSON page."},
 
 		{method: "GET", path: "/healthz", op: "health", tag: "meta", status: 200,
-			out: Health{}, handler: handleHealth(), summary: "Report that the server is up."},
+			out: Health{}, handler: handleHealth(s.cfg.Store, s.log), summary: "Report that the server is up and its market store answers (503 store_unavailable if not)."},
 		{method: "GET", path: "/v1/openapi.json", op: "openapi", tag: "meta", status: 200,
 			handler: handleOpenAPI(docs), summary: "This API's OpenAPI 3.1 description."},
 		{method: "GET", path: "/v1/schemas", op: "list_schemas", tag: "meta", status: 200,

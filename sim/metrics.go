@@ -152,6 +152,12 @@ type RepPoint struct {
 	Score       float64 `json:"score"`
 	LowerBound  float64 `json:"lower_bound"`
 	Contracts   int     `json:"contracts"`
+	// Evidence is the weight of outcomes the score rests on
+	// (Reputation.Evidence): the engine counts a buyer's k-th trade with
+	// the same seller at 1/k, so it is well below Contracts for a seller
+	// with loyal buyers, and it is what sets how precisely the score
+	// can rank.
+	Evidence float64 `json:"evidence"`
 }
 
 // Attack is one attack's tally.
@@ -501,7 +507,7 @@ func (s *sim) reputation(ctx context.Context, deals []*deal) (ReputationMetrics,
 			return r, fmt.Errorf("reputation of %s: %w", sl.name, err)
 		}
 		p := RepPoint{Agent: sl.name, Class: sl.class, TrueQuality: round6(sl.trueQuality()), Score: round6(rep.Score),
-			LowerBound: round6(rep.LowerBound), Contracts: contracts[&sl.agentBase]}
+			LowerBound: round6(rep.LowerBound), Contracts: contracts[&sl.agentBase], Evidence: round6(rep.Evidence)}
 		r.Points = append(r.Points, p)
 		xa, ya = append(xa, p.TrueQuality), append(ya, rep.Score)
 		if sl.honest {

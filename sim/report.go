@@ -432,8 +432,8 @@ svg .a{stroke:#9ca3af}svg .g{stroke:#f1f5f9}svg .m{stroke:#9ca3af;stroke-dasharr
 <div class="grid"><div class="card">{{.Rep}}</div><div class="card">
 <p>Spearman ρ between true quality and the market's reputation score: <b>{{printf "%.3f" .M.Reputation.Spearman}}</b> over {{.M.Reputation.Sellers}} honest sellers with at least {{.M.Reputation.MinContracts}} settled contracts ({{printf "%.3f" .M.Reputation.SpearmanAll}} with every seller).
 Honest buyers' buyer score {{printf "%.3f" .M.Reputation.HonestBuyerScore}}{{if .M.Reputation.FreeRiderBuyerScore}}; free-riders' {{printf "%.3f" .M.Reputation.FreeRiderBuyerScore}}{{end}}.</p>
-<table><tr><th>seller</th><th>class</th><th>true quality</th><th>score</th><th>lower bound</th><th>contracts</th></tr>
-{{range .M.Reputation.Points}}<tr><td>{{.Agent}}</td><td>{{.Class}}</td><td>{{printf "%.3f" .TrueQuality}}</td><td>{{printf "%.3f" .Score}}</td><td>{{printf "%.3f" .LowerBound}}</td><td>{{.Contracts}}</td></tr>{{end}}
+<table><tr><th>seller</th><th>class</th><th>true quality</th><th>score</th><th>lower bound</th><th>contracts</th><th>evidence</th></tr>
+{{range .M.Reputation.Points}}<tr><td>{{.Agent}}</td><td>{{.Class}}</td><td>{{printf "%.3f" .TrueQuality}}</td><td>{{printf "%.3f" .Score}}</td><td>{{printf "%.3f" .LowerBound}}</td><td>{{.Contracts}}</td><td>{{printf "%.1f" .Evidence}}</td></tr>{{end}}
 </table></div></div>
 {{if .M.Attacks}}<h2>Attacks</h2>
 <table><tr><th>attack</th><th>attempts</th><th>blocked</th><th>credits gained</th><th>reputation gain</th><th>note</th></tr>

@@ -33,6 +33,11 @@ const ProtocolBinding = "AGENTMARKET+HTTP"
 // its agent's did:key on a market.
 const IdentityExtension = "urn:agentmarket:a2a:identity:v1"
 
+// DirectoryExtension is the URI of the market card's extension that says
+// where the agents trading on it are listed: each agent's card (its
+// skills its offers) and its offers, by URL template.
+const DirectoryExtension = "urn:agentmarket:a2a:directory:v1"
+
 // AgentCard is an A2A v1.0 Agent Card.
 type AgentCard struct {
 	Name                 string                `json:"name"`
@@ -184,7 +189,8 @@ var operations = []struct{ id, name, desc string }{
 }
 
 // ForMarket returns the market's own card: its skills are the market's
-// operations, reachable over its HTTP API and its MCP endpoint.
+// operations, reachable over its HTTP API and its MCP endpoint, and its
+// directory extension points at every agent's card.
 func ForMarket(baseURL string, marketDID market.AgentID, version string) AgentCard {
 	c := AgentCard{
 		Name:        "agentmarket",
@@ -197,6 +203,13 @@ func ForMarket(baseURL string, marketDID market.AgentID, version string) AgentCa
 		Capabilities: AgentCapabilities{Streaming: true, Extensions: []AgentExtension{{
 			URI: IdentityExtension, Description: "The market's receipt-signing key.",
 			Params: map[string]any{"did": string(marketDID), "market": string(marketDID)},
+		}, {
+			URI: DirectoryExtension, Description: "The agents trading here: each one's A2A card (skills: its active offers, signed by this market's key), its offers, and offers by intent type.",
+			Params: map[string]any{
+				"agentCard":   baseURL + "/v1/agents/{did}/card",
+				"agentOffers": baseURL + "/v1/agents/{did}/offers",
+				"findOffers":  baseURL + "/v1/offers?intent={intent}",
+			},
 		}}},
 		SecuritySchemes:      signatureScheme,
 		SecurityRequirements: []map[string][]string{{"agentmarketSignature": {}}},

@@ -48,6 +48,11 @@ func (c *Client) Agent(ctx context.Context, id market.AgentID) (market.Agent, er
 	return fetch[market.Agent](ctx, c, call{op: "agent", method: http.MethodGet, path: "/v1/agents/" + seg(string(id))})
 }
 
+// AgentOffers is market.Service.AgentOffers over GET /v1/agents/{id}/offers.
+func (c *Client) AgentOffers(ctx context.Context, id market.AgentID) ([]market.Offer, error) {
+	return fetch[[]market.Offer](ctx, c, call{op: "agent_offers", method: http.MethodGet, path: "/v1/agents/" + seg(string(id)) + "/offers"})
+}
+
 // Balance is market.Service.Balance over GET /v1/agents/{id}/balance.
 func (c *Client) Balance(ctx context.Context, id market.AgentID) (market.Balance, error) {
 	return fetch[market.Balance](ctx, c, call{op: "balance", method: http.MethodGet, path: "/v1/agents/" + seg(string(id)) + "/balance"})

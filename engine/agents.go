@@ -141,6 +141,28 @@ func (e *Engine) Agent(ctx context.Context, id market.AgentID) (market.Agent, er
 	return a, wrap("agent", err)
 }
 
+// AgentOffers returns an agent's active offers, by id. Anyone may call it.
+func (e *Engine) AgentOffers(ctx context.Context, id market.AgentID) ([]market.Offer, error) {
+	var out []market.Offer
+	err := e.store.View(ctx, func(tx market.ReadTx) error {
+		if _, err := tx.Agent(id); err != nil {
+			return err
+		}
+		offers, err := tx.OffersBySeller(id)
+		if err != nil {
+			return err
+		}
+		out = make([]market.Offer, 0, len(offers))
+		for _, o := range offers {
+			if o.State == market.OfferActive {
+				out = append(out, o)
+			}
+		}
+		return nil
+	})
+	return out, wrap("agent_offers", err)
+}
+
 // Balance returns an agent's wallet, to the agent or the operator.
 func (e *Engine) Balance(ctx context.Context, id market.AgentID) (market.Balance, error) {
 	const op = "balance"

@@ -74,6 +74,13 @@ func handleAgent(svc market.Service) apiHandler {
 	}
 }
 
+func handleAgentOffers(svc market.Service) apiHandler {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		offers, err := svc.AgentOffers(r.Context(), market.AgentID(r.PathValue("id")))
+		return reply(w, http.StatusOK, nonNil(offers), err)
+	}
+}
+
 func handleBalance(svc market.Service) apiHandler {
 	return func(w http.ResponseWriter, r *http.Request) error {
 		b, err := svc.Balance(r.Context(), market.AgentID(r.PathValue("id")))

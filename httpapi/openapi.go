@@ -225,16 +225,52 @@ type agentCard struct {
 	Security           []any          `json:"security"`
 }
 
+// baseURL is the API's public base URL: publicURL if set, else the
+// request's own scheme and host.
+func baseURL(r *http.Request, publicURL string) string {
+	if base := strings.TrimSuffix(publicURL, "/"); base != "" {
+		return base
+	}
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	return scheme + "://" + r.Host
+}
+
+// handleAgentsCard serves an agent's A2A card, built from its active
+// offers and signed with the market's key: the market attests what it
+// knows of the agent. Without a market key the card is unsigned. An
+// agent's self-signed card is what "agent run --card" writes.
+func handleAgentsCard(svc market.Service, publicURL string, key market.PrivateKey) apiHandler {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		id := market.AgentID(r.PathValue("id"))
+		a, err := svc.Agent(r.Context(), id)
+		if err != nil {
+			return err
+		}
+		offers, err := svc.AgentOffers(r.Context(), id)
+		if err != nil {
+			return err
+		}
+		var marketDID market.AgentID
+		if !key.IsZero() {
+			marketDID = key.Public().DID()
+		}
+		card := a2a.ForAgent(a, offers, baseURL(r, publicURL), marketDID)
+		if !key.IsZero() {
+			if card, err = a2a.Sign(card, key); err != nil {
+				return fmt.Errorf("sign agent card: %w", err)
+			}
+		}
+		w.Header().Set("Cache-Control", "no-store")
+		return encode(w, http.StatusOK, card)
+	}
+}
+
 func handleAgentCard(d *documents, publicURL string, key market.PrivateKey) apiHandler {
 	return func(w http.ResponseWriter, r *http.Request) error {
-		base := strings.TrimSuffix(publicURL, "/")
-		if base == "" {
-			scheme := "http"
-			if r.TLS != nil {
-				scheme = "https"
-			}
-			base = scheme + "://" + r.Host
-		}
+		base := baseURL(r, publicURL)
 		if !key.IsZero() {
 			// The A2A v1.0 card, signed: its skills are the market's operations.
 			card, err := a2a.Sign(a2a.ForMarket(base, key.Public().DID(), "1"), key)

@@ -238,3 +238,68 @@ func TestSignedAgentCard(t *testing.T) {
 		t.Fatal("the card verified with another key")
 	}
 }
+
+// TestAgentCardsHostedByTheMarket checks that the market serves each
+// agent's A2A card, its skills the agent's active offers, signed with the
+// market's key; that the market's own card points at them; and that the
+// SDK lists the same offers.
+func TestAgentCardsHostedByTheMarket(t *testing.T) {
+	key, err := market.NewPrivateKeyFromSeed(bytes.Repeat([]byte{9}, 32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := httpapitest.New(t, httpapitest.Options{API: func(c *httpapi.Config) { c.MarketKey = key }})
+	ctx := t.Context()
+	seller := mustAgent(t, m.URL, "bob", "op-bob", market.RoleSeller)
+	kept := must[market.Offer](t)(seller.PublishOffer(ctx, market.Offer{Intent: sortIntent, BasePriceMicrocredits: market.Credit, LatencyMs: 60_000}))
+	gone := must[market.Offer](t)(seller.PublishOffer(ctx, market.Offer{Intent: "FACTOR_NUMBER", BasePriceMicrocredits: market.Credit, LatencyMs: 60_000}))
+	must[market.Offer](t)(seller.WithdrawOffer(ctx, gone.ID))
+
+	offers := must[[]market.Offer](t)(seller.AgentOffers(ctx, seller.ID))
+	if len(offers) != 1 || offers[0].ID != kept.ID {
+		t.Fatalf("AgentOffers over HTTP: %+v, want only %s", offers, kept.ID)
+	}
+
+	resp, err := http.Get(m.URL + "/v1/agents/" + string(seller.ID) + "/card")
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("agent card: %d %v %s", resp.StatusCode, err, raw)
+	}
+	if err := a2a.Verify(raw, key.Public()); err != nil {
+		t.Fatalf("the agent's card does not verify with the market's key: %v\n%s", err, raw)
+	}
+	if err := a2a.Verify(raw, seller.Key.Public()); err == nil {
+		t.Fatal("the market-signed card verified with the agent's own key")
+	}
+	var card a2a.AgentCard
+	if err := json.Unmarshal(raw, &card); err != nil {
+		t.Fatal(err)
+	}
+	if card.Name != "bob" || len(card.Skills) != 1 || card.Skills[0].ID != kept.ID || card.Skills[0].Name != sortIntent {
+		t.Fatalf("card %s, skills %+v: want bob's one active offer", card.Name, card.Skills)
+	}
+	tampered := bytes.Replace(raw, []byte(kept.ID), []byte(gone.ID), 1)
+	if err := a2a.Verify(tampered, key.Public()); err == nil {
+		t.Fatal("a tampered agent card verified")
+	}
+
+	if r := send(t, rawRequest(t, "GET", m.URL+"/v1/agents/did:key:z6MkNobody/card", nil, signing{})); r.status != http.StatusNotFound {
+		t.Fatalf("card of an unknown agent: %d %s", r.status, r.body)
+	}
+
+	var mc a2a.AgentCard
+	getJSON(t, m.URL+"/.well-known/agent-card.json", &mc)
+	var dir map[string]any
+	for _, x := range mc.Capabilities.Extensions {
+		if x.URI == a2a.DirectoryExtension {
+			dir = x.Params
+		}
+	}
+	if dir["agentCard"] != m.URL+"/v1/agents/{did}/card" {
+		t.Fatalf("the market card's directory extension: %v", dir)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/agentmarket/agentmarket/a2a"
 	"github.com/agentmarket/agentmarket/market"
 )
 
@@ -49,6 +50,11 @@ func routes(s *server) []route {
 			summary: "Register an agent. The body's proof signs the registration; the request itself may be unsigned."},
 		{method: "GET", path: "/v1/agents/{id}", op: "get_agent", tag: "agents", status: 200,
 			out: market.Agent{}, handler: handleAgent(svc), summary: "Get a registered agent."},
+		{method: "GET", path: "/v1/agents/{id}/offers", op: "get_agent_offers", tag: "agents", status: 200,
+			out: []market.Offer{}, handler: handleAgentOffers(svc), summary: "List an agent's active offers."},
+		{method: "GET", path: "/v1/agents/{id}/card", op: "get_agent_card", tag: "agents", status: 200,
+			out: a2a.AgentCard{}, handler: handleAgentsCard(svc, s.cfg.PublicURL, s.cfg.MarketKey),
+			summary: "An agent's A2A v1.0 card, its skills its active offers, signed by the market (EdDSA JWS; kid is the market's did:key)."},
 		{method: "GET", path: "/v1/agents/{id}/balance", op: "get_balance", tag: "agents", status: 200,
 			out: market.Balance{}, handler: handleBalance(svc), summary: "Get an agent's wallet: the agent itself or the operator."},
 		{method: "POST", path: "/v1/agents/{id}/mint", op: "mint", tag: "operator", access: signed, status: 200,

@@ -97,6 +97,11 @@ type Service interface {
 	// Errors: NotExist.
 	Offer(ctx context.Context, id string) (Offer, error)
 
+	// AgentOffers returns an agent's active offers, by id: what its A2A
+	// card lists as its skills. Anyone may call it.
+	// Errors: NotExist (no such agent).
+	AgentOffers(ctx context.Context, id AgentID) ([]Offer, error)
+
 	// FindOffers returns active offers for an intent type that meet the
 	// query's constraints, ranked by price, latency and reputation.
 	// Anyone may call it.

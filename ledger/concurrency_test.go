@@ -583,3 +583,39 @@ func TestConcurrentReadsOfRecordsInFlight(t *testing.T) {
 	wantCounters(t, l, hotMarket, counters{CreditsPosted: total})
 	mustCheckInvariants(t, l)
 }
+
+// TestGroupCommitWaitsForReturningCallers runs callers that each wait for
+// their last call before the next, as agents and handlers do. With a long
+// CommitDelay, a record waits for every caller the previous fsync
+// released, so each fsync carries all of them rather than alternating
+// halves; the last record, whose callers do not come back, still goes
+// out when the delay ends.
+func TestGroupCommitWaitsForReturningCallers(t *testing.T) {
+	const callers, calls = 16, 40
+	l := mustOpen(t, t.TempDir(), ledger.Options{CommitDelay: time.Second})
+	mustCreateAccounts(t, l, ledger.Account{ID: id(1)}, ledger.Account{ID: id(2)})
+	before := l.Stats().Syncs
+	var next atomic.Uint64
+	var wg sync.WaitGroup
+	for range callers {
+		wg.Go(func() {
+			for range calls {
+				n := 1000 + next.Add(1)
+				res, err := l.CreateTransfers(t.Context(), []ledger.Transfer{plain(n, 1, 2, 1)})
+				if err != nil || res[0] != ledger.OK {
+					t.Errorf("transfer %d: %v %v", n, res, err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	syncs := l.Stats().Syncs - before
+	// callers*calls transfers; full records would take calls fsyncs, the
+	// alternating halves twice that. A few records form while the
+	// callers first line up.
+	if syncs > calls+calls/4 {
+		t.Errorf("%d fsyncs for %d callers × %d calls: want about %d, one per round", syncs, callers, calls, calls)
+	}
+	mustCheckInvariants(t, l)
+}

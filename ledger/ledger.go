@@ -30,6 +30,11 @@ type Options struct {
 	// NoProjection disables the SQLite projection; AccountTransfers then
 	// returns an error. For tools that only need the journal.
 	NoProjection bool
+	// CommitDelay bounds how long a record waits, once the journal is
+	// free, for the callers the last fsync released to call again, so
+	// that they share the next fsync instead of the one after (see
+	// applier). Zero means 100µs; negative never waits.
+	CommitDelay time.Duration
 }
 
 // Ledger is the embedded ledger engine. All its methods are safe for
@@ -55,6 +60,17 @@ type Ledger struct {
 	end      int64       // journal offset after the last record built
 	inflight []*syncItem // records handed to the syncer, maybe unwritten
 	inflMu   sync.Mutex
+
+	// Group commit's wait for returning callers: the syncer counts the
+	// requests each fsync released (relCount, then relEpoch); the applier
+	// counts the requests that arrived since (arrivals) against how many
+	// were released (expect).
+	commitDelay      time.Duration
+	relEpoch         atomic.Uint64
+	relCount         atomic.Int64
+	seenEpoch        uint64
+	expect, arrivals int
+	requeue          *request // received while lingering, for the next record
 
 	durable atomic.Int64 // journal offset up to which records are synced
 	failed  atomic.Pointer[error]
@@ -150,6 +166,12 @@ func Open(dir string, opts Options) (*Ledger, error) {
 		stop:   make(chan struct{}),
 		done:   make(chan struct{}),
 		st:     newState(opts.ExpectedTransfers),
+	}
+	switch {
+	case opts.CommitDelay == 0:
+		l.commitDelay = 100 * time.Microsecond
+	case opts.CommitDelay > 0:
+		l.commitDelay = opts.CommitDelay
 	}
 	fail := func(err error) (*Ledger, error) {
 		if l.file != nil {
@@ -439,11 +461,20 @@ func (l *Ledger) Stats() Stats {
 // applier owns the state. It folds requests into the record being built
 // and hands the record to the syncer as soon as the syncer is free, so
 // that requests arriving during an fsync share the next one.
+//
+// With callers that each wait for their last call before the next (the
+// usual shape: an agent, a handler), handing over at once splits them in
+// two halves that alternate between fsyncs. So when the syncer is free but
+// fewer requests have arrived since the last fsync released its callers
+// than it released, the applier waits up to commitDelay for the rest: the
+// next fsync then carries all of them. A caller that does not come back
+// costs the record at most that delay.
 func (l *Ledger) applier() {
 	defer close(l.toSync)
 	var (
 		cur     *syncItem
 		buffers = 0
+		linger  *time.Timer
 	)
 	newRecord := func() {
 		var buf []byte
@@ -483,10 +514,62 @@ func (l *Ledger) applier() {
 		l.inflMu.Unlock()
 		l.toSync <- it
 	}
+	// wait lets the record absorb returning callers before it is handed
+	// over; it reports false if the ledger is stopping.
+	wait := func() bool {
+		if l.commitDelay <= 0 {
+			return true
+		}
+		if e := l.relEpoch.Load(); e != l.seenEpoch {
+			// The fsync that just ended released its callers; none of
+			// them has called again yet.
+			l.seenEpoch, l.expect, l.arrivals = e, int(l.relCount.Load()), 0
+		}
+		if l.arrivals >= l.expect {
+			return true
+		}
+		if linger == nil {
+			linger = time.NewTimer(l.commitDelay)
+		} else {
+			linger.Reset(l.commitDelay)
+		}
+		defer linger.Stop()
+		for l.arrivals < l.expect && len(l.st.buf) < recordTarget {
+			select {
+			case r := <-l.reqs:
+				l.arrived()
+				if l.failed.Load() != nil {
+					l.refuse(r)
+					continue
+				}
+				if len(l.st.buf)+r.size() > recordTarget+1<<20 {
+					l.requeue = r
+					return true
+				}
+				l.apply(r, cur)
+			case <-linger.C:
+				return true
+			case <-l.stop:
+				return false
+			}
+		}
+		return true
+	}
 	for {
+		if l.requeue != nil {
+			r := l.requeue
+			l.requeue = nil
+			if cur != nil {
+				handOff()
+			}
+			newRecord()
+			l.apply(r, cur)
+			continue
+		}
 		if cur == nil {
 			select {
 			case r := <-l.reqs:
+				l.arrived()
 				if l.failed.Load() != nil {
 					l.refuse(r)
 					continue
@@ -508,8 +591,17 @@ func (l *Ledger) applier() {
 			// The syncer took the nil, so it is idle: seal the record and
 			// hand it over. Sealing only when the syncer is free lets the
 			// record keep absorbing requests during the previous fsync.
+			if !wait() {
+				handOff()
+				l.drain()
+				return
+			}
+			if l.requeue != nil {
+				continue // the loop's top hands the record over and starts the next with it
+			}
 			handOff()
 		case r := <-l.reqs:
+			l.arrived()
 			if l.failed.Load() != nil {
 				l.refuse(r)
 				continue
@@ -525,6 +617,17 @@ func (l *Ledger) applier() {
 			return
 		}
 	}
+}
+
+// arrived counts a request the applier received toward the callers the
+// last fsync released (see applier).
+func (l *Ledger) arrived() {
+	if e := l.relEpoch.Load(); e != l.seenEpoch {
+		l.seenEpoch = e
+		l.expect = int(l.relCount.Load())
+		l.arrivals = 0
+	}
+	l.arrivals++
 }
 
 // refuse fails a request without applying it, once a journal write has
@@ -635,6 +738,8 @@ func (l *Ledger) syncer() {
 		if l.proj != nil {
 			l.proj.notify()
 		}
+		l.relCount.Store(int64(len(it.reqs)))
+		l.relEpoch.Add(1)
 		for _, r := range it.reqs {
 			close(r.done)
 		}

@@ -90,7 +90,9 @@ type wireAttacker struct {
 
 func (w *wireAttacker) wake() {
 	if w.sim.cfg.Market.Remote != nil {
-		w.sim.after(w, 5*time.Second, w.strike)
+		// Strike early, once agents have signed something to overhear,
+		// so that a short run (demo) sees the attack too; then every 5s.
+		w.sim.after(w, 2*time.Second, w.strike)
 	}
 }
 

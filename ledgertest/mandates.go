@@ -169,6 +169,11 @@ func testMandates(t *testing.T, open Opener) {
 			{AccountID: id(alice), Budget: 1, Window: -time.Second},
 			{AccountID: id(alice), Counterparties: []ledger.ID{{}}},
 			{AccountID: id(alice), Counterparties: make([]ledger.ID, 1025)},
+			// Expiry times a nanosecond clock cannot hold: the epoch
+			// itself once read as no expiry at all.
+			{AccountID: id(alice), ExpiresAt: time.Unix(0, 0)},
+			{AccountID: id(alice), ExpiresAt: time.Date(1960, 1, 1, 0, 0, 0, 0, time.UTC)},
+			{AccountID: id(alice), ExpiresAt: time.Date(2300, 1, 1, 0, 0, 0, 0, time.UTC)},
 		} {
 			if err := f.l.SetMandate(t.Context(), m); !errors.Is(err, ledger.ErrInvalid) {
 				t.Errorf("SetMandate(%+v): got %v, want ErrInvalid", m, err)

@@ -42,6 +42,7 @@ func (e *env) envOr(key, def string) string {
 func commands() map[string]command {
 	return map[string]command{
 		"ledger":    {"ledger tools: verify", runLedger},
+		"backup":    {"copy a stopped embedded market (--data DIR --to DEST) and check the copy", runBackup},
 		"bench":     {"benchmarks beside their baselines: ledger; market (whole trades in-process); http (over HTTP vs in-process)", runBench},
 		"serve":     {"the marketplace: HTTP API, event stream, agent card", runServe},
 		"sim":       {"run a seeded simulation of an agent economy and write a report", runSim},

@@ -5,7 +5,9 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -58,14 +60,8 @@ func readMarket(t *testing.T, dir, kind string) marketContents {
 func TestBackupCopiesAStoppedMarket(t *testing.T) {
 	for _, kind := range []string{storeSQLite, storeJournal} {
 		t.Run(kind, func(t *testing.T) {
-			data, to := filepath.Join(t.TempDir(), "data"), filepath.Join(t.TempDir(), "backup")
+			data, to := simulatedMarket(t, kind), filepath.Join(t.TempDir(), "backup")
 			var out bytes.Buffer
-			sim := []string{"sim", "--scenario", "baseline", "--agents", "16", "--duration", "20s", "--seed", "5",
-				"--out", t.TempDir(), "--data", data, "--store", kind}
-			if err := run(context.Background(), sim, func(string) string { return "" }, strings.NewReader(""), &out, &out); err != nil {
-				t.Fatalf("sim: %v\n%s", err, out.String())
-			}
-			out.Reset()
 			args := []string{"backup", "--data", data, "--to", to}
 			if err := run(context.Background(), args, func(string) string { return "" }, strings.NewReader(""), &out, &out); err != nil {
 				t.Fatalf("backup: %v\n%s", err, out.String())
@@ -75,44 +71,97 @@ func TestBackupCopiesAStoppedMarket(t *testing.T) {
 					t.Errorf("backup output lacks %q:\n%s", want, out.String())
 				}
 			}
-
-			live, copied := readMarket(t, data, kind), readMarket(t, to, kind)
-			if len(live.Contracts) == 0 || live.LastReceipt.Seq == 0 {
-				t.Fatalf("the simulation traded too little: %d contracts, last receipt %d", len(live.Contracts), live.LastReceipt.Seq)
-			}
-			if d := cmp.Diff(live, copied); d != "" {
-				t.Errorf("the copy differs from the market (-market +copy):\n%s", d)
-			}
-			// The ledger's journal only grows: its expiries may have added to
-			// it since the copy.
-			for _, name := range []string{"market.key", filepath.Join("ledger", "journal.amj")} {
-				want, err := os.ReadFile(filepath.Join(data, name))
-				if err != nil {
-					t.Fatal(err)
-				}
-				if got, err := os.ReadFile(filepath.Join(to, name)); err != nil || len(got) == 0 || !bytes.HasPrefix(want, got) {
-					t.Errorf("%s in the copy: %d bytes, %v; want the market's (%d bytes) or a start of it", name, len(got), err, len(want))
-				}
-			}
-
-			out.Reset()
-			verify := []string{"ledger", "verify", "--data", to}
-			if err := run(context.Background(), verify, func(string) string { return "" }, strings.NewReader(""), &out, &out); err != nil {
-				t.Errorf("ledger verify on the copy: %v\n%s", err, out.String())
-			}
-			st, err := openStack(t.Context(), to, stackOptions{Store: kind})
-			if err != nil {
-				t.Fatalf("open a market on the copy: %v", err)
-			}
-			if err := st.Ledger.CheckInvariants(t.Context()); err != nil {
-				t.Errorf("the copy's ledger: %v", err)
-			}
-			if err := st.Close(); err != nil {
-				t.Fatal(err)
-			}
+			checkCopy(t, data, to, kind)
 		})
 	}
 }
+
+// simulatedMarket trades a small simulated economy into a new data
+// directory with the market store kind, and returns the directory.
+func simulatedMarket(t *testing.T, kind string) string {
+	t.Helper()
+	data := filepath.Join(t.TempDir(), "data")
+	var out bytes.Buffer
+	sim := []string{"sim", "--scenario", "baseline", "--agents", "16", "--duration", "20s", "--seed", "5",
+		"--out", t.TempDir(), "--data", data, "--store", kind}
+	if err := run(context.Background(), sim, func(string) string { return "" }, strings.NewReader(""), &out, &out); err != nil {
+		t.Fatalf("sim: %v\n%s", err, out.String())
+	}
+	return data
+}
+
+// checkCopy checks a backup to of the stopped market in data: its store
+// holds every contract and receipt the market's does, its keys and
+// ledger journal came along, its ledger verifies, and a market opens on
+// it with the ledger's invariants holding.
+func checkCopy(t *testing.T, data, to, kind string) {
+	t.Helper()
+	var out bytes.Buffer
+	live, copied := readMarket(t, data, kind), readMarket(t, to, kind)
+	if len(live.Contracts) == 0 || live.LastReceipt.Seq == 0 {
+		t.Fatalf("the simulation traded too little: %d contracts, last receipt %d", len(live.Contracts), live.LastReceipt.Seq)
+	}
+	if d := cmp.Diff(live, copied); d != "" {
+		t.Errorf("the copy differs from the market (-market +copy):\n%s", d)
+	}
+	// The ledger's journal only grows: its expiries may have added to
+	// it since the copy.
+	for _, name := range []string{"market.key", filepath.Join("ledger", "journal.amj")} {
+		want, err := os.ReadFile(filepath.Join(data, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, err := os.ReadFile(filepath.Join(to, name)); err != nil || len(got) == 0 || !bytes.HasPrefix(want, got) {
+			t.Errorf("%s in the copy: %d bytes, %v; want the market's (%d bytes) or a start of it", name, len(got), err, len(want))
+		}
+	}
+
+	out.Reset()
+	verify := []string{"ledger", "verify", "--data", to}
+	if err := run(context.Background(), verify, func(string) string { return "" }, strings.NewReader(""), &out, &out); err != nil {
+		t.Errorf("ledger verify on the copy: %v\n%s", err, out.String())
+	}
+	st, err := openStack(t.Context(), to, stackOptions{Store: kind})
+	if err != nil {
+		t.Fatalf("open a market on the copy: %v", err)
+	}
+	if err := st.Ledger.CheckInvariants(t.Context()); err != nil {
+		t.Errorf("the copy's ledger: %v", err)
+	}
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestServeBacksUpOnSIGUSR1 runs serve with --backup-dir on a market
+// with trades, for each store, sends the process SIGUSR1, and checks the
+// backup it writes while serving as the backup command's is checked.
+func TestServeBacksUpOnSIGUSR1(t *testing.T) {
+	for _, kind := range []string{storeSQLite, storeJournal} {
+		t.Run(kind, func(t *testing.T) {
+			data, backups := simulatedMarket(t, kind), t.TempDir()
+			srv := startServe(t, data, "127.0.0.1:0", "--store", kind, "--backup-dir", backups)
+			if err := syscall.Kill(os.Getpid(), syscall.SIGUSR1); err != nil {
+				t.Fatal(err)
+			}
+			var to string
+			waitFor(t, "the backup", func() bool {
+				m := backupWrittenRE.FindStringSubmatch(srv.out.String())
+				if m != nil {
+					to = m[1]
+				}
+				return m != nil || strings.Contains(srv.out.String(), "backup to ")
+			})
+			if to == "" || filepath.Dir(to) != backups {
+				t.Fatalf("serve's backup: %q\n%s", to, srv.out.String())
+			}
+			srv.stop(t)
+			checkCopy(t, data, to, kind)
+		})
+	}
+}
+
+var backupWrittenRE = regexp.MustCompile(`backup written to (\S+)`)
 
 func TestBackupRefuses(t *testing.T) {
 	data := t.TempDir()

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -9,9 +10,11 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -41,6 +44,8 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	maxBody := fs.Int64("max-body", 1<<20, "the largest request body, in bytes")
 	tick := fs.Duration("tick", 200*time.Millisecond, "how often the market's deadlines run")
 	store := fs.String("store", e.envOr("AGENTMARKET_STORE", storeSQLite), storeUsage+" (env AGENTMARKET_STORE)")
+	backupDir := fs.String("backup-dir", e.getenv("AGENTMARKET_BACKUP_DIR"),
+		"embedded market: on SIGUSR1, write an online backup into a new directory under this one, named by the time (env AGENTMARKET_BACKUP_DIR)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -49,6 +54,9 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	}
 	if *db != "" && (*marketKeyPath == "" || *opKeyPath == "") {
 		return errors.New("serve --db: every node of a market needs the same --market-key and --operator-key files; create each once with agentmarket keygen --out FILE")
+	}
+	if *db != "" && *backupDir != "" {
+		return errors.New("serve --backup-dir: only for the embedded market; back up PostgreSQL with pg_dump or base backups (docs/operations.md)")
 	}
 	if *db == "" && *marketKeyPath != "" {
 		return errors.New("serve --market-key: only with --db; the embedded market keeps its key in DATA/market.key")
@@ -149,6 +157,13 @@ func runServe(ctx context.Context, e *env, args []string) error {
 		ticks.Wait()
 	}()
 
+	if *backupDir != "" {
+		// Registered before the server listens, so that a SIGUSR1 sent
+		// once it answers is never the default action (exit).
+		stopBackups := backupOnSignal(ctx, e, st, *data, *backupDir, cmp.Or(*store, storeSQLite), log)
+		defer stopBackups()
+	}
+
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	fmt.Fprintf(e.stdout, "agentmarket: listening on http://%s\n", ln.Addr())
@@ -170,6 +185,47 @@ func runServe(ctx context.Context, e *env, args []string) error {
 		return fmt.Errorf("serve: %w", err)
 	}
 	return nil
+}
+
+// backupOnSignal writes an online backup of the running embedded market
+// into a new directory under dir each time the process gets SIGUSR1: the
+// store through its Backup, then the ledger's journal and the keys, as
+// "agentmarket backup" does for a stopped market. The journal copy may
+// end in a record cut short, which opening the copy drops. It returns a
+// function that stops listening and waits for a backup in progress.
+func backupOnSignal(ctx context.Context, e *env, st *stack, data, dir, kind string, log *slog.Logger) (stop func()) {
+	usr1 := make(chan os.Signal, 1)
+	signal.Notify(usr1, syscall.SIGUSR1)
+	bctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-bctx.Done():
+				return
+			case <-usr1:
+			}
+			start := time.Now()
+			to := filepath.Join(dir, start.UTC().Format("20060102T150405.000000000Z"))
+			err := emptyDir(to)
+			if err == nil {
+				err = copyMarket(bctx, st, data, to, kind)
+			}
+			if err != nil {
+				log.Error("serve: backup failed", "dir", to, "err", err)
+				fmt.Fprintf(e.stdout, "agentmarket: backup to %s failed: %v\n", to, err)
+				continue
+			}
+			log.Info("serve: backup written", "dir", to, "took", time.Since(start))
+			fmt.Fprintf(e.stdout, "agentmarket: backup written to %s\n", to)
+		}
+	}()
+	return func() {
+		signal.Stop(usr1)
+		cancel()
+		<-done
+	}
 }
 
 // runDeadlines runs the engine's deadlines every interval until ctx ends.

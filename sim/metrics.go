@@ -175,7 +175,11 @@ type Attack struct {
 	// ReputationGain, for a sybil ring, is its members' mean reputation
 	// score at the end less their score before any trade.
 	ReputationGain *float64 `json:"reputation_gain,omitempty"`
-	Note           string   `json:"note,omitempty"`
+	// RingClosed, for a sybil ring, says whether money went all the way
+	// round it (every member sold at least once): only then can the
+	// market tell its trades from independent ones.
+	RingClosed *bool  `json:"ring_closed,omitempty"`
+	Note       string `json:"note,omitempty"`
 }
 
 // Wealth is how the money ended up spread.
@@ -654,15 +658,18 @@ func (s *sim) attacks(ctx context.Context, deals []*deal) ([]Attack, error) {
 			if !s.hasRing(name) {
 				continue
 			}
-			gain, net, grants, err := s.ringOutcome(ctx, name)
+			gain, net, grants, closed, err := s.ringOutcome(ctx, name)
 			if err != nil {
 				return nil, err
 			}
 			g := round6(gain)
-			row.ReputationGain = &g
+			row.ReputationGain, row.RingClosed = &g, &closed
 			row.GainedMicrocredits = net
 			row.Note = fmt.Sprintf("blocked: wash trades that added no evidence to the seller's score. Credits: the ring's wallets less "+
 				"its starting grants; its %d identities claimed %s credits of grants from the treasury", s.ringSize(name), credits(grants))
+			if !closed {
+				row.Note += ". The ring never closed (a member never sold): until money has gone round, its trades look like independent ones, and its reputation gain is theirs"
+			}
 		}
 		if !seen && row.Applicable && name != AttackReplay && name != AttackForgery && !s.hasAttacker(name) {
 			continue
@@ -700,11 +707,12 @@ func (s *sim) ringSize(name string) int {
 }
 
 // ringOutcome returns a ring's mean reputation gain, its wallets' net
-// change (without the grants) and the grants its identities claimed.
-func (s *sim) ringOutcome(ctx context.Context, name string) (float64, int64, int64, error) {
-	var gain float64
-	var held, grants int64
+// change (without the grants), the grants its identities claimed, and
+// whether the ring closed: every member sold at least once.
+func (s *sim) ringOutcome(ctx context.Context, name string) (gain float64, net, grants int64, closed bool, err error) {
+	var held int64
 	n := 0
+	closed = true
 	for _, a := range s.agents {
 		r, ok := a.(*ringMember)
 		if !ok || r.attack != name {
@@ -712,25 +720,26 @@ func (s *sim) ringOutcome(ctx context.Context, name string) (float64, int64, int
 		}
 		rep, err := s.op.Service.Reputation(s.op.Ctx, r.id, "")
 		if err != nil {
-			return 0, 0, 0, err
+			return 0, 0, 0, false, err
 		}
 		ag, err := s.op.Service.Agent(s.op.Ctx, r.id)
 		if err != nil {
-			return 0, 0, 0, err
+			return 0, 0, 0, false, err
 		}
 		bal, err := s.op.Service.Balance(s.op.Ctx, r.id)
 		if err != nil {
-			return 0, 0, 0, err
+			return 0, 0, 0, false, err
 		}
 		gain += rep.Score - r.startRep
+		closed = closed && r.settledAs > 0
 		held += bal.PostedMicrocredits + bal.BondMicrocredits
 		grants += ag.GrantMicrocredits
 		n++
 	}
 	if n == 0 {
-		return 0, 0, 0, nil
+		return 0, 0, 0, false, nil
 	}
-	return gain / float64(n), held - grants, grants, nil
+	return gain / float64(n), held - grants, grants, closed, nil
 }
 
 // overspent is what overspenders spent past their mandates: a transfer

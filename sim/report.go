@@ -116,6 +116,9 @@ func (r *Result) WriteSummary(w io.Writer) error {
 			extra := ""
 			if a.ReputationGain != nil {
 				extra = fmt.Sprintf("  (reputation %+.3f)", *a.ReputationGain)
+				if a.RingClosed != nil && !*a.RingClosed {
+					extra = fmt.Sprintf("  (reputation %+.3f; the ring never closed)", *a.ReputationGain)
+				}
 			}
 			fmt.Fprintf(tw, "  %s\t%d\t%d\t%s%s\n", a.Name, a.Attempts, a.Blocked, credits(a.GainedMicrocredits), extra)
 		}

@@ -24,7 +24,7 @@ type ringMember struct {
 	evidence  float64
 	startRep  float64
 	finalRep  float64
-	settledAs int
+	settledAs int // contracts settled with this member as the seller
 }
 
 func (r *ringMember) next() *ringMember { return r.ring[(r.pos+1)%len(r.ring)] }
@@ -137,6 +137,7 @@ func (r *ringMember) handle(ev *event) {
 		if c.Seller != r.id {
 			return
 		}
+		r.settledAs++
 		// Did the trade count? Compare the evidence behind our score.
 		rep, err := r.svc().Reputation(r.ctx(), r.id, "")
 		if err != nil {

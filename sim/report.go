@@ -87,8 +87,12 @@ func (r *Result) WriteSummary(w io.Writer) error {
 	}
 	row("welfare", fmt.Sprintf("%.1f%% of the optimum (%s of %s credits; %d of %d tasks done)", 100*m.Welfare.Ratio,
 		credits(m.Welfare.WelfareMicrocredits), credits(m.Welfare.OptimumMicrocredits), m.Welfare.Done, m.Welfare.Tasks))
-	row("reputation", fmt.Sprintf("Spearman ρ %.3f with true quality over %d honest sellers with %d+ contracts",
-		m.Reputation.Spearman, m.Reputation.Sellers, m.Reputation.MinContracts))
+	if m.Reputation.Sellers >= 2 {
+		row("reputation", fmt.Sprintf("Spearman ρ %.3f with true quality over %d honest sellers with %d+ contracts",
+			m.Reputation.Spearman, m.Reputation.Sellers, m.Reputation.MinContracts))
+	} else {
+		row("reputation", fmt.Sprintf("ρ n/a: fewer than two honest sellers have %d+ contracts yet (a longer run ranks them)", m.Reputation.MinContracts))
+	}
 	if m.Reputation.FreeRiderBuyerScore > 0 {
 		row("buyer scores", fmt.Sprintf("honest %.3f, free-riders %.3f", m.Reputation.HonestBuyerScore, m.Reputation.FreeRiderBuyerScore))
 	}

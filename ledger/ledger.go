@@ -70,7 +70,6 @@ type Ledger struct {
 	relCount         atomic.Int64
 	seenEpoch        uint64
 	expect, arrivals int
-	requeue          *request // received while lingering, for the next record
 
 	durable atomic.Int64 // journal offset up to which records are synced
 	failed  atomic.Pointer[error]
@@ -514,11 +513,32 @@ func (l *Ledger) applier() {
 		l.inflMu.Unlock()
 		l.toSync <- it
 	}
-	// wait lets the record absorb returning callers before it is handed
-	// over; it reports false if the ledger is stopping.
-	wait := func() bool {
+	// take folds a request into the record being built, starting a
+	// record if there is none, or the next one if the request does not
+	// fit; it reports whether it handed the record over for that.
+	take := func(r *request) (handed bool) {
+		l.arrived()
+		if l.failed.Load() != nil {
+			l.refuse(r)
+			return false
+		}
+		switch {
+		case cur == nil:
+			newRecord()
+		case len(l.st.buf)+r.size() > recordTarget+1<<20:
+			handOff()
+			newRecord()
+			handed = true
+		}
+		l.apply(r, cur)
+		return handed
+	}
+	// wait lets the record, once the syncer is free, absorb returning
+	// callers before it is handed over. It reports whether it handed the
+	// record over itself, and false in ok if the ledger is stopping.
+	wait := func() (handed, ok bool) {
 		if l.commitDelay <= 0 {
-			return true
+			return false, true
 		}
 		if e := l.relEpoch.Load(); e != l.seenEpoch {
 			// The fsync that just ended released its callers; none of
@@ -526,7 +546,7 @@ func (l *Ledger) applier() {
 			l.seenEpoch, l.expect, l.arrivals = e, int(l.relCount.Load()), 0
 		}
 		if l.arrivals >= l.expect {
-			return true
+			return false, true
 		}
 		if linger == nil {
 			linger = time.NewTimer(l.commitDelay)
@@ -537,45 +557,22 @@ func (l *Ledger) applier() {
 		for l.arrivals < l.expect && len(l.st.buf) < recordTarget {
 			select {
 			case r := <-l.reqs:
-				l.arrived()
-				if l.failed.Load() != nil {
-					l.refuse(r)
-					continue
+				if take(r) {
+					return true, true
 				}
-				if len(l.st.buf)+r.size() > recordTarget+1<<20 {
-					l.requeue = r
-					return true
-				}
-				l.apply(r, cur)
 			case <-linger.C:
-				return true
+				return false, true
 			case <-l.stop:
-				return false
+				return false, false
 			}
 		}
-		return true
+		return false, true
 	}
 	for {
-		if l.requeue != nil {
-			r := l.requeue
-			l.requeue = nil
-			if cur != nil {
-				handOff()
-			}
-			newRecord()
-			l.apply(r, cur)
-			continue
-		}
 		if cur == nil {
 			select {
 			case r := <-l.reqs:
-				l.arrived()
-				if l.failed.Load() != nil {
-					l.refuse(r)
-					continue
-				}
-				newRecord()
-				l.apply(r, cur)
+				take(r)
 			case <-l.stop:
 				l.drain()
 				return
@@ -591,26 +588,17 @@ func (l *Ledger) applier() {
 			// The syncer took the nil, so it is idle: seal the record and
 			// hand it over. Sealing only when the syncer is free lets the
 			// record keep absorbing requests during the previous fsync.
-			if !wait() {
+			handed, ok := wait()
+			if !ok {
 				handOff()
 				l.drain()
 				return
 			}
-			if l.requeue != nil {
-				continue // the loop's top hands the record over and starts the next with it
-			}
-			handOff()
-		case r := <-l.reqs:
-			l.arrived()
-			if l.failed.Load() != nil {
-				l.refuse(r)
-				continue
-			}
-			if len(l.st.buf)+r.size() > recordTarget+1<<20 {
+			if !handed {
 				handOff()
-				newRecord()
 			}
-			l.apply(r, cur)
+		case r := <-l.reqs:
+			take(r)
 		case <-l.stop:
 			handOff()
 			l.drain()

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"strconv"
 	"sync"
 
 	"github.com/agentmarket/agentmarket/market"
@@ -62,18 +63,29 @@ func (s *server) idempotent(rt route, next http.Handler) http.Handler {
 		scoped := "http/" + st.caller + "/" + key
 		hash := requestHash(r, st.body)
 
-		if !s.inflight.add(scoped) {
-			// The nonce is recorded all the same, so that a replay of the
-			// request still running is told it is one.
-			if _, _, err := s.useNonce(r.Context(), st, ""); err != nil {
-				writeError(w, r, s.log, err)
+		fl, first := s.inflight.add(scoped)
+		for !first {
+			if !s.inflight.isAnswered(fl) {
+				// The nonce is recorded all the same, so that a replay of
+				// the request still running is told it is one.
+				if _, _, err := s.useNonce(r.Context(), st, ""); err != nil {
+					writeError(w, r, s.log, err)
+					return
+				}
+				writeError(w, r, s.log, withRetryAfter(problem(market.Conflict, "request_in_flight",
+					"a request with this Idempotency-Key is still being processed; retry after it finishes"), http.StatusConflict, 1))
 				return
 			}
-			writeError(w, r, s.log, withRetryAfter(problem(market.Conflict, "request_in_flight",
-				"a request with this Idempotency-Key is still being processed; retry after it finishes"), http.StatusConflict, 1))
-			return
+			// The first request has been answered and is storing its
+			// record: wait for it, then read the record as any retry does.
+			select {
+			case <-fl.done:
+			case <-r.Context().Done():
+				return
+			}
+			fl, first = s.inflight.add(scoped)
 		}
-		defer s.inflight.remove(scoped)
+		defer s.inflight.remove(scoped, fl)
 
 		rec, found, err := s.useNonce(r.Context(), st, scoped)
 		switch {
@@ -94,14 +106,23 @@ func (s *server) idempotent(rt route, next http.Handler) http.Handler {
 		// key, so a retry on another node after this one died creates
 		// nothing twice.
 		next.ServeHTTP(rw, r.WithContext(market.WithRequestKey(r.Context(), scoped)))
-		if rw.status < 500 && rw.status != http.StatusTooManyRequests {
-			if err := s.storeResponse(r.Context(), scoped, hash, rw); err != nil {
-				// The work is done; only its replay is lost. Say so in the
-				// log and still answer.
-				s.log.Error("httpapi: store idempotency record", "key", scoped, "err", err)
-			}
+		if rw.status >= 500 || rw.status == http.StatusTooManyRequests {
+			rw.writeTo(w)
+			return
 		}
+		// The work is durable, so the answer goes out now, and the
+		// record is stored after it: one commit less on the request's
+		// path. Until it is stored, a duplicate on this node waits for
+		// it (above). If the node dies in between, a retry runs again
+		// and finds the first attempt's work through the ids the engine
+		// derived from the key, as after any crash before the record.
+		s.inflight.answer(fl)
 		rw.writeTo(w)
+		http.NewResponseController(w).Flush()
+		if err := s.storeResponse(r.Context(), scoped, hash, rw); err != nil {
+			// The work is done; only its replay is lost.
+			s.log.Error("httpapi: store idempotency record", "key", scoped, "err", err)
+		}
 	})
 }
 
@@ -160,32 +181,54 @@ func validIdempotencyKey(k string) bool {
 }
 
 // inflight is the set of idempotency keys whose request is running on
-// this node. Another node learns of a key only once its response is
-// stored.
+// this node, or has been answered and is storing its record. Another node
+// learns of a key only once its response is stored.
 type inflight struct {
 	mu   sync.Mutex
-	keys map[string]struct{}
+	keys map[string]*flight
 }
 
-func newInflight() *inflight { return &inflight{keys: make(map[string]struct{})} }
+// flight is one request in the inflight set.
+type flight struct {
+	done     chan struct{} // closed when it leaves the set
+	answered bool          // under inflight.mu: answered, its record being stored
+}
 
-func (f *inflight) add(k string) bool {
+func newInflight() *inflight { return &inflight{keys: make(map[string]*flight)} }
+
+// add puts k in the set and reports true, or returns the flight already
+// there and false.
+func (f *inflight) add(k string) (*flight, bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if _, ok := f.keys[k]; ok {
-		return false
+	if fl, ok := f.keys[k]; ok {
+		return fl, false
 	}
-	f.keys[k] = struct{}{}
-	return true
+	fl := &flight{done: make(chan struct{})}
+	f.keys[k] = fl
+	return fl, true
 }
 
-func (f *inflight) remove(k string) {
+func (f *inflight) answer(fl *flight) {
 	f.mu.Lock()
-	delete(f.keys, k)
+	fl.answered = true
 	f.mu.Unlock()
 }
 
-// recorder buffers a response so that it can be stored before it is sent.
+func (f *inflight) isAnswered(fl *flight) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return fl.answered
+}
+
+func (f *inflight) remove(k string, fl *flight) {
+	f.mu.Lock()
+	delete(f.keys, k)
+	f.mu.Unlock()
+	close(fl.done)
+}
+
+// recorder buffers a response so that it can be both sent and stored.
 type recorder struct {
 	header http.Header
 	status int
@@ -209,6 +252,11 @@ func (rw *recorder) Write(b []byte) (int, error) {
 func (rw *recorder) writeTo(w http.ResponseWriter) {
 	for k, v := range rw.header {
 		w.Header()[k] = v
+	}
+	if rw.status != http.StatusNoContent && rw.status != http.StatusNotModified && rw.status >= 200 {
+		// The body is whole, so say its length: the client has the
+		// response once it is flushed, before the handler returns.
+		w.Header().Set("Content-Length", strconv.Itoa(rw.body.Len()))
 	}
 	w.WriteHeader(rw.status)
 	w.Write(rw.body.Bytes())

@@ -3,10 +3,14 @@ package httpapi_test
 import (
 	"bytes"
 	"context"
+	"io"
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
+	"time"
 
+	"github.com/agentmarket/agentmarket/httpapi"
 	"github.com/agentmarket/agentmarket/httpapi/httpapitest"
 	"github.com/agentmarket/agentmarket/market"
 )
@@ -135,4 +139,96 @@ func TestIdempotency(t *testing.T) {
 			t.Fatalf("after it finished: %d %s", after.status, after.body)
 		}
 	})
+}
+
+// slowRecords is a store whose Updates that store an idempotency record
+// for a key ending in key commit, then signal stored and wait for
+// release before they return: a record slow to become durable.
+type slowRecords struct {
+	market.Store
+	key             string
+	stored, release chan struct{}
+}
+
+func (s *slowRecords) Update(ctx context.Context, fn func(tx market.Tx) error) error {
+	put := false
+	err := s.Store.Update(ctx, func(tx market.Tx) error { return fn(recordingTx{Tx: tx, key: s.key, put: &put}) })
+	if put {
+		s.stored <- struct{}{}
+		<-s.release
+	}
+	return err
+}
+
+type recordingTx struct {
+	market.Tx
+	key string
+	put *bool
+}
+
+func (t recordingTx) PutIdempotency(r market.IdempotencyRecord) error {
+	if strings.HasSuffix(r.Key, "/"+t.key) {
+		*t.put = true
+	}
+	return t.Tx.PutIdempotency(r)
+}
+
+// TestIdempotencyAnswersBeforeTheRecord checks that a POST is answered
+// once its work is done, without waiting for its idempotency record to be
+// stored, and that a duplicate arriving meanwhile waits for the record
+// and gets the stored response, not 409.
+func TestIdempotencyAnswersBeforeTheRecord(t *testing.T) {
+	slow := &slowRecords{key: "slow-record", stored: make(chan struct{}), release: make(chan struct{})}
+	m := httpapitest.New(t, httpapitest.Options{API: func(c *httpapi.Config) {
+		slow.Store = c.Store
+		c.Store = slow
+	}})
+	buyer := mustAgent(t, m.URL, "buyer", "", market.RoleBuyer)
+	body := []byte(`{"request_id":"r-slow","intent":"SORT_LIST","parameters":{"items":[1]},"constraints":{"max_budget_microcredits":100}}`)
+	type result struct {
+		status   int
+		replayed string
+		body     []byte
+		err      error
+	}
+	do := func(r *http.Request) <-chan result {
+		ch := make(chan result, 1)
+		go func() {
+			resp, err := http.DefaultClient.Do(r)
+			if err != nil {
+				ch <- result{err: err}
+				return
+			}
+			defer resp.Body.Close()
+			b, err := io.ReadAll(resp.Body)
+			ch <- result{status: resp.StatusCode, replayed: resp.Header.Get("Idempotent-Replayed"), body: b, err: err}
+		}()
+		return ch
+	}
+	released := false
+	defer func() {
+		if !released {
+			close(slow.release)
+		}
+	}()
+
+	firstCh := do(rawRequest(t, "POST", m.URL+"/v1/intents", body, signing{key: buyer.Key, idem: "slow-record"}))
+	<-slow.stored
+	var first result
+	select {
+	case first = <-firstCh:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the response waited for its idempotency record to be stored")
+	}
+	if first.err != nil || first.status != http.StatusCreated {
+		t.Fatalf("first: %d %s %v", first.status, first.body, first.err)
+	}
+
+	dupCh := do(rawRequest(t, "POST", m.URL+"/v1/intents", body, signing{key: buyer.Key, idem: "slow-record"}))
+	close(slow.release)
+	released = true
+	dup := <-dupCh
+	if dup.err != nil || dup.status != first.status || dup.replayed != "true" || !bytes.Equal(dup.body, first.body) {
+		t.Fatalf("duplicate while the record was stored: %d replayed=%q %s %v; want the first response replayed", dup.status, dup.replayed, dup.body, dup.err)
+	}
 }

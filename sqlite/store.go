@@ -59,10 +59,10 @@ type Store struct {
 	now      func() time.Time
 	maxBatch int
 
-	wdb   *sql.DB   // the writer's database handle: one connection, synchronous=FULL
-	wconn *sql.Conn // the writer's connection, used only by the writer goroutine
+	wdb   *sql.DB              // the writer's database handle: one connection, synchronous=FULL
+	wconn *sql.Conn            // the writer's connection, used only by the writer goroutine
 	stmts map[string]*sql.Stmt // statements prepared on wconn, by query
-	rdb   *sql.DB   // the readers' pool, for View
+	rdb   *sql.DB              // the readers' pool, for View
 
 	requests  chan *request // unbuffered: a request sent is a request the writer owns and will answer
 	closing   chan struct{}

@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"runtime/pprof"
 	"time"
 
 	"github.com/agentmarket/agentmarket/bench"
@@ -45,28 +43,22 @@ func runBenchMarket(ctx context.Context, e *env, args []string) error {
 		switch s {
 		case "one-tx":
 			cfg.Systems = append(cfg.Systems, embeddedMarket("one-tx",
-				"the engine on the ledger and SQLite with the store's group commit off: one transaction and one fsync per state change, the naive baseline", 1))
+				"the engine on the ledger and SQLite with the store's group commit off: one transaction and one fsync per state change, the naive baseline", storeSQLite, 1))
 		case "embedded":
 			cfg.Systems = append(cfg.Systems, embeddedMarket("embedded",
-				"the engine on the ledger and SQLite as serve opens it: concurrent state changes share a commit", 0))
+				"the engine on the ledger and SQLite as serve opens it: concurrent state changes share a commit", storeSQLite, 0))
 		case "journal":
 			cfg.Systems = append(cfg.Systems, embeddedMarket("journal",
-				"the engine on the ledger and the journal store (serve --store journal): the market's state in memory, one fsynced journal record per batch", 0))
+				"the engine on the ledger and the journal store (serve --store journal): the market's state in memory, one fsynced journal record per batch", storeJournal, 0))
 		default:
 			return fmt.Errorf("bench market: unknown system %q (want one-tx, embedded or journal)", s)
 		}
 	}
-	if *cpuProfile != "" {
-		f, err := os.Create(*cpuProfile)
-		if err != nil {
-			return fmt.Errorf("create cpu profile: %w", err)
-		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return fmt.Errorf("start cpu profile: %w", err)
-		}
-		defer pprof.StopCPUProfile()
+	stopProfile, err := startCPUProfile(*cpuProfile)
+	if err != nil {
+		return err
 	}
+	defer stopProfile()
 	rep, err := bench.MarketBench(ctx, cfg)
 	if err != nil {
 		return fmt.Errorf("bench market: %w", err)
@@ -85,14 +77,10 @@ func runBenchMarket(ctx context.Context, e *env, args []string) error {
 	return nil
 }
 
-// embeddedMarket opens the embedded market: the system named "journal"
-// on the journal store, the others on SQLite with storeBatch capping the
-// updates that share a store commit (0: the store's default).
-func embeddedMarket(name, about string, storeBatch int) bench.MarketSystem {
-	store := storeSQLite
-	if name == storeJournal {
-		store = storeJournal
-	}
+// embeddedMarket opens the embedded market on the named store, with
+// storeBatch capping the updates that share a SQLite commit (0: the
+// store's default).
+func embeddedMarket(name, about, store string, storeBatch int) bench.MarketSystem {
 	return bench.MarketSystem{Name: name, About: about,
 		Open: func(ctx context.Context, dir string, now func() time.Time) (*bench.MarketEngine, error) {
 			st, err := openStack(ctx, dir, stackOptions{Now: now, Seed: 1, StoreBatch: storeBatch, Store: store})

@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"runtime/pprof"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -112,17 +111,11 @@ func runSim(ctx context.Context, e *env, args []string) error {
 // the market afterwards (when check is set), prints the summary and
 // writes the report into out.
 func simulate(ctx context.Context, e *env, cfg sim.Config, out, cpuProfile string, check func(context.Context) error) error {
-	if cpuProfile != "" {
-		f, err := os.Create(cpuProfile)
-		if err != nil {
-			return fmt.Errorf("create cpu profile: %w", err)
-		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return fmt.Errorf("start cpu profile: %w", err)
-		}
-		defer pprof.StopCPUProfile()
+	stopProfile, err := startCPUProfile(cpuProfile)
+	if err != nil {
+		return err
 	}
+	defer stopProfile()
 	tracker := progress.Start(e.stderr, progress.Options{Label: "sim " + cfg.Scenario, Unit: "steps", Total: cfg.Steps()})
 	cfg.Progress = tracker
 	res, err := sim.Run(ctx, cfg)

@@ -124,6 +124,22 @@ func getSeq[T any](r *reader, t *seqTable[T], id string) (int64, *T) {
 	return seq, v
 }
 
+// cursorSeq is the sequence number of the object a page continues after:
+// 0 with no cursor, an error if the cursor names no object of the table.
+func cursorSeq[T any](r *reader, t *seqTable[T], after, kind string) (int64, error) {
+	if after == "" {
+		return 0, nil
+	}
+	seq, v := getSeq(r, t, after)
+	if v == nil {
+		if r.err != nil {
+			return 0, r.err
+		}
+		return 0, badCursor(kind, after)
+	}
+	return seq, nil
+}
+
 // atSeq reads an object of a sequenced table by sequence number. A failure
 // to read the archive is kept in r.err, which the method returns.
 func atSeq[T any](r *reader, t *seqTable[T], seq int64) *T {
@@ -304,16 +320,9 @@ func (r *reader) Intents(f market.IntentFilter) ([]market.Intent, error) {
 	}
 	defer r.end()
 	s := r.s
-	var before int64
-	if f.After != "" {
-		seq, i := getSeq(r, &s.intents, f.After)
-		if i == nil {
-			if r.err != nil {
-				return nil, r.err
-			}
-			return nil, badCursor("intent", f.After)
-		}
-		before = seq
+	before, err := cursorSeq(r, &s.intents, f.After, "intent")
+	if err != nil {
+		return nil, err
 	}
 	set, useSet := smallest(
 		filterSet(s.intentByType, f.Intent, f.Intent != ""),
@@ -432,16 +441,9 @@ func (r *reader) Contracts(f market.ContractFilter) ([]market.Contract, error) {
 	}
 	defer r.end()
 	s := r.s
-	var before int64
-	if f.After != "" {
-		seq, c := getSeq(r, &s.contracts, f.After)
-		if c == nil {
-			if r.err != nil {
-				return nil, r.err
-			}
-			return nil, badCursor("contract", f.After)
-		}
-		before = seq
+	before, err := cursorSeq(r, &s.contracts, f.After, "contract")
+	if err != nil {
+		return nil, err
 	}
 	set, useSet := smallest(
 		filterSet(s.contractByParty, string(f.Agent), f.Agent != ""),
